@@ -1,0 +1,274 @@
+"""Configuration: typed defaults, a TOML file, and environment overrides.
+
+Where a value comes from, lowest priority first:
+
+1. the defaults declared in the dataclasses below (``config.toml`` at the
+   repository root holds the same values, with comments; a test keeps them in
+   step);
+2. a TOML file: ``VESTIGE_CONFIG`` if set, else ``./config.toml`` if present;
+3. ``VESTIGE_<SECTION>__<KEY>`` environment variables, one key each;
+4. ``VESTIGE_DATA_DIR`` for the data directory.
+
+Parsing is strict: an unknown section or key, or a value of the wrong type,
+stops start-up with a :class:`~vestige.errors.ConfigError` that names it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, get_type_hints
+
+from vestige.errors import ConfigError
+
+ENV_PREFIX = "VESTIGE_"
+
+
+@dataclass(frozen=True)
+class VestigeSection:
+    #: Every piece of state (database, evidence store, model artifacts, reports)
+    #: lives under this folder. Relative paths are taken from the working directory.
+    data_dir: str = "var"
+
+
+@dataclass(frozen=True)
+class DatabaseSection:
+    #: SQLAlchemy URL. Empty means SQLite at ``<data_dir>/vestige.db``.
+    url: str = ""
+    #: Seconds a SQLite writer waits for a lock before giving up.
+    sqlite_busy_timeout: float = 30.0
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class StoreSection:
+    backend: str = "local"
+    #: Folder of the local backend. Empty means ``<data_dir>/blobs``.
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class IngestSection:
+    max_file_bytes: int = 100 * 2**20
+    #: Decompression-bomb guard, checked from the header before any decoding.
+    max_pixels: int = 100_000_000
+    archive_max_members: int = 10_000
+    archive_max_member_bytes: int = 100 * 2**20
+    archive_max_total_bytes: int = 2 * 2**30
+    #: pHash Hamming distance up to which two images are recorded as near-duplicates.
+    near_duplicate_radius: int = 8
+    #: Images written to the database per transaction.
+    batch_size: int = 64
+
+
+@dataclass(frozen=True)
+class PluginsSection:
+    #: Plugin names to load; empty loads every installed plugin.
+    #: ``VESTIGE_PLUGINS`` (comma-separated) overrides it.
+    allow: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobsSection:
+    #: Celery broker. Empty means the embedded broker in ``<data_dir>/broker.db``.
+    broker_url: str = ""
+    result_backend: str = ""
+    queues: tuple[str, ...] = ("gpu", "cpu")
+    images_per_task: int = 64
+    max_retries: int = 3
+
+
+@dataclass(frozen=True)
+class WebSection:
+    max_upload_bytes: int = 512 * 2**20
+    #: Secret for session cookies. Never put it in a file in the repository:
+    #: set ``VESTIGE_WEB__SECRET_KEY``. Empty makes one per data directory.
+    secret_key: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    vestige: VestigeSection = field(default_factory=VestigeSection)
+    database: DatabaseSection = field(default_factory=DatabaseSection)
+    store: StoreSection = field(default_factory=StoreSection)
+    ingest: IngestSection = field(default_factory=IngestSection)
+    plugins: PluginsSection = field(default_factory=PluginsSection)
+    jobs: JobsSection = field(default_factory=JobsSection)
+    web: WebSection = field(default_factory=WebSection)
+    #: The file the values were read from, if any.
+    source: str | None = None
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.vestige.data_dir).expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.data_dir / 'vestige.db'}"
+
+    @property
+    def store_path(self) -> Path:
+        return Path(self.store.path).expanduser().resolve() if self.store.path else self.data_dir / "blobs"
+
+
+_SECTIONS: dict[str, type] = {
+    f.name: f.type if isinstance(f.type, type) else get_type_hints(Config)[f.name]
+    for f in dataclasses.fields(Config)
+    if f.name != "source"
+}
+
+_CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("store", "backend"): ("local",),
+}
+
+_POSITIVE = {
+    ("ingest", k)
+    for k in (
+        "max_file_bytes",
+        "max_pixels",
+        "archive_max_members",
+        "archive_max_member_bytes",
+        "archive_max_total_bytes",
+        "batch_size",
+    )
+} | {("jobs", "images_per_task"), ("web", "max_upload_bytes")}
+
+
+def _coerce(section: str, key: str, kind: Any, value: Any, *, from_env: bool) -> Any:
+    """Check ``value`` against the declared type; environment strings are parsed first."""
+    where = f"{section}.{key}"
+    if from_env and isinstance(value, str) and kind is not str:
+        text = value.strip()
+        if kind is bool:
+            lowered = text.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ConfigError(f"configuration key {where} must be true or false, not {value!r}")
+        if kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                raise ConfigError(f"configuration key {where} must be a number, not {value!r}") from None
+        # tuples: JSON list or comma-separated words
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ConfigError(f"configuration key {where} is not a valid JSON list: {value!r}") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"configuration key {where} must be true or false, not {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"configuration key {where} must be an integer, not {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"configuration key {where} must be a number, not {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"configuration key {where} must be a string, not {value!r}")
+        return value
+    # tuple[str, ...]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"configuration key {where} must be a list of strings, not {value!r}")
+    return tuple(value)
+
+
+def _build_section(name: str, cls: type, values: Mapping[str, Any], env_keys: set[str]) -> Any:
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in hints:
+            known = ", ".join(sorted(hints))
+            raise ConfigError(f"unknown configuration key {name}.{key}; keys of [{name}] are: {known}")
+        kind = hints[key]
+        if kind not in (bool, int, float, str):
+            kind = tuple
+        value = _coerce(name, key, kind, value, from_env=key in env_keys)
+        if (name, key) in _CHOICES and value not in _CHOICES[(name, key)]:
+            allowed = ", ".join(_CHOICES[(name, key)])
+            raise ConfigError(f"configuration key {name}.{key} must be one of {allowed}, not {value!r}")
+        if (name, key) in _POSITIVE and value <= 0:
+            raise ConfigError(f"configuration key {name}.{key} must be positive, not {value!r}")
+        if (name, key) == ("ingest", "near_duplicate_radius") and not 0 <= value <= 16:
+            raise ConfigError(f"configuration key {name}.{key} must be between 0 and 16, not {value!r}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist (named by VESTIGE_CONFIG)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"configuration file {path} cannot be read: {exc.strerror}") from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    overrides: dict[str, dict[str, str]] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].partition("__")
+        section, key = section.lower(), key.lower()
+        if section not in _SECTIONS:
+            known = ", ".join(sorted(_SECTIONS))
+            raise ConfigError(f"environment variable {name} names unknown section [{section}]; sections are: {known}")
+        overrides.setdefault(section, {})[key] = value
+    return overrides
+
+
+def load_config(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the configuration as described in the module docstring."""
+    environ = os.environ if environ is None else environ
+    if path is None and environ.get("VESTIGE_CONFIG"):
+        path = environ["VESTIGE_CONFIG"]
+    if path is None and Path("config.toml").is_file():
+        path = "config.toml"
+    data: dict[str, Any] = _read_file(Path(path)) if path is not None else {}
+
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            known = ", ".join(sorted(_SECTIONS))
+            raise ConfigError(f"unknown configuration section [{section}]; sections are: {known}")
+        if not isinstance(values, dict):
+            raise ConfigError(f"configuration entry {section} must be a [{section}] table")
+
+    env = _env_overrides(environ)
+    if environ.get("VESTIGE_DATA_DIR"):
+        env.setdefault("vestige", {})["data_dir"] = environ["VESTIGE_DATA_DIR"]
+    if "VESTIGE_PLUGINS" in environ:
+        env.setdefault("plugins", {})["allow"] = environ["VESTIGE_PLUGINS"]
+
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = dict(data.get(name, {}))
+        values.update(env.get(name, {}))
+        sections[name] = _build_section(name, cls, values, set(env.get(name, {})))
+    return Config(**sections, source=str(Path(path).resolve()) if path is not None else None)
+
+
+def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
+    """The effective values, secrets masked, for reports and ``vestige config``."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in _SECTIONS:
+        section = dataclasses.asdict(getattr(config, name))
+        if section.get("secret_key"):
+            section["secret_key"] = "********"
+        out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
+    return out
