@@ -1,0 +1,62 @@
+"""Cases: open, look up, list, close. Every change is a custody event."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from vestige.custody import record_event
+from vestige.db.models import Case, Image
+from vestige.errors import ConflictError, InvalidInputError, NotFoundError
+
+_REFERENCE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$")
+
+
+def create_case(session: Session, *, reference: str, title: str, actor: str) -> Case:
+    """Open a new case; the reference is the lab's own and must be unique."""
+    reference = reference.strip()
+    if not _REFERENCE.match(reference):
+        raise InvalidInputError(
+            f"case reference {reference!r} is not valid: use up to 64 letters, digits, '.', '_', '/' or '-'"
+        )
+    title = title.strip()
+    if not title:
+        raise InvalidInputError("a case needs a title")
+    if session.execute(sa.select(Case.id).where(Case.reference == reference)).first():
+        raise ConflictError(f"case {reference} already exists")
+    case = Case(reference=reference, title=title, created_by=actor)
+    session.add(case)
+    session.flush()
+    record_event(session, case, actor=actor, action="case.opened", details={"reference": reference, "title": title})
+    return case
+
+
+def get_case(session: Session, reference: str) -> Case:
+    case = session.execute(sa.select(Case).where(Case.reference == reference)).scalar_one_or_none()
+    if case is None:
+        raise NotFoundError(f"no case {reference!r}; `vestige case list` shows the cases")
+    return case
+
+
+def list_cases(session: Session, *, search: str | None = None) -> list[tuple[Case, int]]:
+    """Cases with their image counts, newest first; ``search`` matches reference or title."""
+    count = sa.select(sa.func.count(Image.id)).where(Image.case_id == Case.id).scalar_subquery()
+    query = sa.select(Case, count).order_by(Case.created_at.desc(), Case.id.desc())
+    if search:
+        pattern = f"%{search}%"
+        query = query.where(sa.or_(Case.reference.ilike(pattern), Case.title.ilike(pattern)))
+    return [(case, n) for case, n in session.execute(query).all()]
+
+
+def set_case_status(session: Session, case: Case, status: str, *, actor: str) -> None:
+    if case.status == status:
+        return
+    case.status = status
+    record_event(session, case, actor=actor, action=f"case.{status}", details={})
+
+
+def require_open(case: Case) -> None:
+    if case.status != "open":
+        raise ConflictError(f"case {case.reference} is closed; reopen it with `vestige case reopen {case.reference}`")

@@ -1,0 +1,110 @@
+"""The chain of custody: an append-only, hash-chained log per case.
+
+Each event's hash covers the case reference, its sequence number, time, actor,
+action, details and the previous event's hash, so editing, deleting,
+inserting or reordering any event breaks the chain at that event. The case row
+keeps the head hash and the count, which catches the one edit a chain alone
+cannot see: removing events from its end.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from vestige.db.models import Case, CustodyEvent
+
+GENESIS = "0" * 64
+
+
+def canonical_json(value: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 kept: the bytes that get hashed."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(reference: str, seq: int, at: str, actor: str, action: str, details: str, prev_hash: str) -> str:
+    payload = canonical_json(
+        {"case": reference, "seq": seq, "at": at, "actor": actor, "action": action, "details": details, "prev": prev_hash}
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _now_text() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def record_event(session: Session, case: Case, *, actor: str, action: str, details: dict[str, Any] | None = None) -> CustodyEvent:
+    """Append an event to ``case``'s chain in the caller's transaction.
+
+    The case row is locked (``FOR UPDATE`` where the database has it) so two
+    writers cannot both extend the same head.
+    """
+    locked = session.execute(
+        sa.select(Case).where(Case.id == case.id).with_for_update()
+    ).scalar_one()
+    seq = locked.custody_count + 1
+    prev = locked.custody_head or GENESIS
+    at = _now_text()
+    details_text = canonical_json(details or {})
+    digest = event_hash(locked.reference, seq, at, actor, action, details_text, prev)
+    event = CustodyEvent(
+        case_id=locked.id, seq=seq, at=at, actor=actor, action=action, details=details_text, prev_hash=prev, hash=digest
+    )
+    session.add(event)
+    locked.custody_head = digest
+    locked.custody_count = seq
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    intact: bool
+    events: int
+    #: Which event (sequence number, or the database id where the order itself is broken) and what is wrong.
+    problem: str | None = None
+
+    def sentence(self) -> str:
+        if self.intact:
+            return f"chain intact: {self.events} events"
+        return f"chain broken: {self.problem}"
+
+
+def verify_chain(session: Session, case: Case) -> ChainReport:
+    """Recompute every hash of ``case``'s chain and compare it with what is stored."""
+    events = session.execute(
+        sa.select(CustodyEvent).where(CustodyEvent.case_id == case.id).order_by(CustodyEvent.id)
+    ).scalars().all()
+    prev = GENESIS
+    for position, event in enumerate(events, start=1):
+        where = f"event {event.seq} (id {event.id}, {event.action} by {event.actor} at {event.at})"
+        if event.seq != position:
+            if event.seq > position:
+                return ChainReport(False, len(events), f"{where} follows event {position - 1}: events are missing or out of order")
+            return ChainReport(False, len(events), f"{where} is out of order or was inserted (expected sequence number {position})")
+        if event.prev_hash != prev:
+            return ChainReport(False, len(events), f"{where} does not link to the event before it")
+        expected = event_hash(case.reference, event.seq, event.at, event.actor, event.action, event.details, event.prev_hash)
+        if expected != event.hash:
+            return ChainReport(False, len(events), f"{where} was altered: its content no longer matches its hash")
+        prev = event.hash
+    if len(events) != case.custody_count or (events and prev != case.custody_head):
+        return ChainReport(
+            False,
+            len(events),
+            f"the case records {case.custody_count} events ending in {str(case.custody_head)[:12]}…, "
+            f"but the log holds {len(events)}: events after event {len(events)} were removed",
+        )
+    return ChainReport(True, len(events))
+
+
+def list_events(session: Session, case: Case) -> list[CustodyEvent]:
+    return list(
+        session.execute(sa.select(CustodyEvent).where(CustodyEvent.case_id == case.id).order_by(CustodyEvent.seq)).scalars()
+    )
