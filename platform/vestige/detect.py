@@ -1,0 +1,112 @@
+"""Running detectors on images, in this process.
+
+:func:`run_detector` is the one place a detector is called: batching, timing,
+and isolation (a detector that raises yields error findings for its batch,
+never an exception that stops the other detectors). ``vestige detect`` uses
+it directly; analysis workers use it per task.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vestige.errors import InvalidInputError, VestigeError
+from vestige.imagefile import ImageLimits, inspect_image, open_image, to_rgb
+from vestige.plugin import Detector, Finding, ImageInput
+from vestige.plugins import format_exception_line
+
+
+def make_input(data: bytes, *, name: str, limits: ImageLimits = ImageLimits()) -> ImageInput:
+    """Validate and decode ``data`` into what a detector receives."""
+    facts = inspect_image(data, name=name, limits=limits)
+    image = to_rgb(open_image(data, name=name, limits=limits))
+    return ImageInput(name=name, sha256=facts.sha256, data=data, image=image, format=facts.format, metadata=facts.metadata)
+
+
+def _deterministic() -> None:
+    # Same input and model, same verdict: pin torch's CPU algorithms and seed
+    # if a detector has brought torch in. GPU bf16 is not bit-exact; findings
+    # record device and precision for that reason.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def run_detector(detector: Detector, inputs: Sequence[ImageInput]) -> list[Finding]:
+    """One finding per input, in order; exceptions become error findings."""
+    findings: list[Finding] = []
+    for start in range(0, len(inputs), max(1, detector.batch_size)):
+        batch = list(inputs[start : start + detector.batch_size])
+        _deterministic()
+        began = time.perf_counter()
+        try:
+            result = detector.analyze(batch)
+            if len(result) != len(batch):
+                raise RuntimeError(f"returned {len(result)} findings for {len(batch)} images")
+        except Exception as exc:  # isolate the plugin: record, go on
+            message = format_exception_line(exc)
+            result = [
+                Finding(detector=detector.name, detector_version=detector.version, label="unknown",
+                        model_sha256=_safe_sha(detector), error=message)
+                for _ in batch
+            ]
+        elapsed_ms = (time.perf_counter() - began) * 1000 / len(batch)
+        for finding in result:
+            if finding.runtime_ms is None:
+                finding.runtime_ms = elapsed_ms
+        findings.extend(result)
+    return findings
+
+
+def _safe_sha(detector: Detector) -> str | None:
+    try:
+        return detector.model_sha256
+    except Exception:
+        return None
+
+
+@dataclass
+class FileResult:
+    file: str
+    findings: list[Finding]
+    error: str | None = None
+
+    def rows(self) -> Iterable[dict]:
+        """JSON rows: one per (file, detector), or one error row for a file that could not be read."""
+        if self.error:
+            yield {"file": self.file, "error": self.error}
+            return
+        for finding in self.findings:
+            yield {"file": self.file, **finding.to_dict()}
+
+
+def detect_files(paths: Sequence[Path], detectors: Sequence[Detector], limits: ImageLimits) -> list[FileResult]:
+    """Run ``detectors`` on files; nothing is stored."""
+    results: list[FileResult] = []
+    inputs: list[ImageInput] = []
+    positions: list[int] = []
+    for path in paths:
+        try:
+            if not path.is_file():
+                raise InvalidInputError(f"{path} does not exist or is not a regular file")
+            if path.stat().st_size > limits.max_bytes:
+                raise InvalidInputError(f"{path} is larger than the limit of {limits.max_bytes} bytes (ingest.max_file_bytes)")
+            data = path.read_bytes()
+            inputs.append(make_input(data, name=str(path), limits=limits))
+            positions.append(len(results))
+            results.append(FileResult(str(path), []))
+        except OSError as exc:
+            results.append(FileResult(str(path), [], error=f"{path} cannot be read: {exc.strerror}"))
+        except VestigeError as exc:
+            results.append(FileResult(str(path), [], error=str(exc)))
+    for detector in detectors:
+        if inputs:
+            detector.load("cpu")
+        for position, finding in zip(positions, run_detector(detector, inputs)):
+            results[position].findings.append(finding)
+    return results

@@ -1,0 +1,226 @@
+"""The public plugin API: what a detector plugin imports from Vestige.
+
+A plugin module implements hooks (see :mod:`vestige.hookspecs`) marked with
+:data:`hookimpl`, and is registered under the ``vestige`` entry-point group::
+
+    [project.entry-points.vestige]
+    mydetector = "my_package"
+
+The contract every detector honours is :class:`Detector` and the
+:class:`Finding` it returns.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vestige.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image as PILImage
+
+__all__ = [
+    "DETECTOR_KINDS",
+    "LABELS",
+    "Detector",
+    "Finding",
+    "GeneratorSpec",
+    "ImageInput",
+    "InputSpec",
+    "Perturbation",
+    "Picture",
+    "ReportSection",
+    "hookimpl",
+]
+
+LABELS = ("real", "synthetic", "unknown")
+DETECTOR_KINDS = ("attribution", "verification", "provenance")
+#: Decimal places of floats in canonical JSON, so re-runs on the same kind of
+#: device give byte-identical output.
+FLOAT_DIGITS = 6
+
+
+def _round(value: Any, digits: int = FLOAT_DIGITS) -> Any:
+    if isinstance(value, float):
+        return None if not math.isfinite(value) else round(value, digits)
+    if isinstance(value, Mapping):
+        return {str(k): _round(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_round(v, digits) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One image handed to a detector: the original bytes and the decoded RGB picture."""
+
+    name: str
+    sha256: str
+    data: bytes
+    image: PILImage.Image
+    format: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture a finding shows a reviewer (fingerprint, residual, spectrum, ...)."""
+
+    name: str
+    caption: str
+    data: bytes
+    media_type: str = "image/png"
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "caption": self.caption, "media_type": self.media_type, "sha256": self.sha256, "size": len(self.data)}
+
+
+@dataclass
+class Finding:
+    """One detector's conclusion about one image.
+
+    ``label`` is ``real``, ``synthetic`` or ``unknown``; ``source`` names the
+    attributed generator (or is ``None``); ``scores`` are per-class
+    probabilities or scores; ``evidence`` holds the numbers behind the
+    conclusion (losses, p-values, matching bits...). ``model_sha256`` names the
+    weights that produced it, ``None`` for a detector without weights.
+    """
+
+    detector: str
+    detector_version: str
+    label: str
+    model_sha256: str | None = None
+    source: str | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    confidence: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    pictures: list[Picture] = field(default_factory=list)
+    device: str = "cpu"
+    precision: str = "fp32"
+    runtime_ms: float | None = None
+    error: str | None = None
+    #: A vector kept with the verdict so similar images can be found later.
+    embedding: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.label not in LABELS:
+            raise ValueError(f"finding label must be one of {', '.join(LABELS)}, not {self.label!r}")
+        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"finding confidence must lie in [0, 1], not {self.confidence!r}")
+
+    def to_dict(self, *, digits: int = FLOAT_DIGITS, include_embedding: bool = False) -> dict[str, Any]:
+        """The canonical JSON form, floats rounded to ``digits`` places."""
+        out = {
+            "detector": self.detector,
+            "detector_version": self.detector_version,
+            "model_sha256": self.model_sha256,
+            "label": self.label,
+            "source": self.source,
+            "scores": _round(self.scores, digits),
+            "confidence": _round(self.confidence, digits),
+            "evidence": _round(self.evidence, digits),
+            "pictures": [p.to_dict() for p in self.pictures],
+            "device": self.device,
+            "precision": self.precision,
+            "error": self.error,
+        }
+        if include_embedding:
+            out["embedding"] = _round(self.embedding, digits)
+        return out
+
+
+class Detector(ABC):
+    """A detector plugin's detector.
+
+    Subclasses set the class attributes and implement :meth:`analyze`.
+    Trainable detectors also implement ``fit`` and report the weights they use
+    through :attr:`model_sha256`.
+    """
+
+    #: Unique name, used on the command line and in verdicts.
+    name: ClassVar[str]
+    version: ClassVar[str]
+    #: One of :data:`DETECTOR_KINDS`.
+    kind: ClassVar[str]
+    #: One-line description for ``vestige plugins``.
+    description: ClassVar[str] = ""
+    #: ``cpu`` or ``gpu``: which worker queue runs it.
+    device: ClassVar[str] = "cpu"
+    batch_size: ClassVar[int] = 32
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The classes it can name: ``real`` and generator names, from its training data."""
+        return LABELS
+
+    @property
+    def model_sha256(self) -> str | None:
+        """SHA-256 of the model weights in use, ``None`` for a detector without weights."""
+        return None
+
+    def load(self, device: str = "cpu") -> None:  # noqa: B027 - optional hook
+        """Load weights onto ``device``; called once per process before the first batch."""
+
+    @abstractmethod
+    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        """Return one finding per image of ``batch``, in order."""
+
+    def finding(self, **fields: Any) -> Finding:
+        """A :class:`Finding` with this detector's name, version and weights filled in."""
+        fields.setdefault("model_sha256", self.model_sha256)
+        return Finding(detector=self.name, detector_version=self.version, **fields)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What a generator takes: a latent of ``latent_shape`` drawn from ``distribution``,
+    and a class index below ``num_classes`` when it is class-conditional."""
+
+    latent_shape: tuple[int, ...]
+    distribution: str = "normal"
+    num_classes: int | None = None
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """A generative model the lab holds, as an inversion verifier needs it."""
+
+    name: str
+    version: str
+    build: Callable[[], Any]
+    input_spec: InputSpec
+    encoder: Callable[[], Any] | None = None
+    weights_sha256: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Perturbation(ABC):
+    """An image operation whose name and parameters perturbation history records."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: Parameter name -> default value (its type is the parameter's type).
+    parameters: ClassVar[Mapping[str, Any]] = {}
+
+    @abstractmethod
+    def apply(self, image: PILImage.Image, *, rng: np.random.Generator, **params: Any) -> PILImage.Image:
+        """Return the perturbed image; the same ``rng`` state gives the same result."""
+
+
+@dataclass(frozen=True)
+class ReportSection:
+    """Extra content a plugin adds to a case report."""
+
+    title: str
+    html: str
+    data: Mapping[str, Any] = field(default_factory=dict)
