@@ -1,0 +1,118 @@
+"""Reading the evidence of a case back: image listings and whole records."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, aliased
+
+from vestige.db.models import Case, Image, ImageOccurrence, Perturbation
+from vestige.errors import NotFoundError
+from vestige.neardup import to_unsigned64
+
+
+def list_images(session: Session, case: Case) -> list[dict[str, Any]]:
+    """One row per image: identity, format, and counts of duplicates and near-duplicates."""
+    occurrences = (
+        sa.select(sa.func.count(ImageOccurrence.id)).where(ImageOccurrence.image_id == Image.id).scalar_subquery()
+    )
+    near = (
+        sa.select(sa.func.count(Perturbation.id))
+        .where(Perturbation.basis == "observed", sa.or_(Perturbation.image_id == Image.id, Perturbation.parent_id == Image.id))
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        sa.select(Image, occurrences, near).where(Image.case_id == case.id).order_by(Image.id)
+    ).all()
+    return [
+        {
+            "id": image.id,
+            "sha256": image.blob_sha256,
+            "size": image.size,
+            "format": image.format,
+            "width": image.width,
+            "height": image.height,
+            "origin": image.origin,
+            "filename": image.original_filename,
+            "duplicates": n_occ - 1,
+            "near_duplicates": n_near,
+        }
+        for image, n_occ, n_near in rows
+    ]
+
+
+def get_image(session: Session, image_id: int) -> Image:
+    image = session.get(Image, image_id)
+    if image is None:
+        raise NotFoundError(f"no image with id {image_id}; `vestige images CASE` lists a case's images")
+    return image
+
+
+def _hex(value: int) -> str:
+    return f"{to_unsigned64(value):016x}"
+
+
+def perturbation_history(session: Session, image: Image) -> dict[str, list[dict[str, Any]]]:
+    """What is known of how this image relates to others: its own history and its derivatives."""
+    other = aliased(Image)
+    own = session.execute(
+        sa.select(Perturbation, other, Case.reference)
+        .outerjoin(other, other.id == Perturbation.parent_id)
+        .outerjoin(Case, Case.id == other.case_id)
+        .where(Perturbation.image_id == image.id)
+        .order_by(Perturbation.id)
+    ).all()
+    derived = session.execute(
+        sa.select(Perturbation, other, Case.reference)
+        .join(other, other.id == Perturbation.image_id)
+        .join(Case, Case.id == other.case_id)
+        .where(Perturbation.parent_id == image.id)
+        .order_by(Perturbation.id)
+    ).all()
+
+    def row(p: Perturbation, related: Image | None, reference: str | None, key: str) -> dict[str, Any]:
+        return {
+            "basis": p.basis,
+            "operations": p.operations,
+            "distance": p.distance,
+            "hash_kind": p.hash_kind,
+            key: None if related is None else {"id": related.id, "case": reference, "sha256": related.blob_sha256,
+                                               "filename": related.original_filename},
+            "recorded_at": p.created_at.isoformat(),
+        }
+
+    return {
+        "history": [row(p, o, ref, "parent") for p, o, ref in own],
+        "derivatives": [row(p, o, ref, "image") for p, o, ref in derived],
+    }
+
+
+def image_record(session: Session, image: Image) -> dict[str, Any]:
+    """The whole record of one image."""
+    return {
+        "id": image.id,
+        "case": image.case.reference,
+        "origin": image.origin,
+        "sha256": image.blob_sha256,
+        "size": image.size,
+        "media_type": image.media_type,
+        "format": image.format,
+        "mode": image.mode,
+        "width": image.width,
+        "height": image.height,
+        "frames": image.frames,
+        "original_filename": image.original_filename,
+        "source": image.source,
+        "acquired_by": image.acquired_by,
+        "acquired_at": image.acquired_at.isoformat(),
+        "hashes": {"phash": _hex(image.phash), "dhash": _hex(image.dhash), "whash": _hex(image.whash),
+                   "colorhash": _hex(image.colorhash)},
+        "occurrences": [
+            {"filename": o.original_filename, "container": o.container, "source": o.source,
+             "acquired_by": o.acquired_by, "acquired_at": o.acquired_at.isoformat()}
+            for o in image.occurrences
+        ],
+        "metadata": image.metadata_summary,
+        "perturbations": perturbation_history(session, image),
+    }
