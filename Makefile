@@ -1,0 +1,52 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch and torchvision come from this machine's disk (pip's cap in /etc/xdg/pip);
+# the GPU hosts bring their own, hence the ranges in pyproject.toml.
+TORCH := torch==2.14.1 torchvision==0.29.1
+DEMO := var/demo
+PG_TEST_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+.PHONY: install demo test test-postgres bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+# The main job on the embedded default: SQLite and a local evidence folder under var/demo.
+demo: install
+	rm -rf $(DEMO)
+	@set -e; export VESTIGE_DATA_DIR=$(DEMO) VESTIGE_ACTOR="Demo Examiner"; V=$(BIN)/vestige; \
+	run() { echo; echo "\$$ vestige $$*"; $$V "$$@"; }; \
+	$(BIN)/python -m vestige.demo $(DEMO)/incoming >/dev/null; \
+	run init; \
+	run case new --ref DEMO-2026-0001 --title "Images from a forum thread"; \
+	run ingest DEMO-2026-0001 $(DEMO)/incoming/photos $(DEMO)/incoming/reshared $(DEMO)/incoming/upload.zip \
+	    $(DEMO)/incoming/generator-metadata.png --source "forum thread 118" --by "A. Examiner"; \
+	echo; echo "# hostile and mislabelled files are refused, one line each, nothing written:"; \
+	run ingest DEMO-2026-0001 $(DEMO)/incoming/refused --by "A. Examiner" && exit 1 || true; \
+	run images DEMO-2026-0001; \
+	run image show 4; \
+	run custody verify DEMO-2026-0001; \
+	run plugins; \
+	run detect $(DEMO)/incoming/generator-metadata.png $(DEMO)/incoming/photos/astronaut.jpg; \
+	echo; echo "demo data is in $(DEMO); try: VESTIGE_DATA_DIR=$(DEMO) $(BIN)/vestige --help"
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-postgres: install
+	VESTIGE_TEST_DATABASE_URL=$(PG_TEST_URL) $(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/vestige bench ingest
+	$(BIN)/vestige bench neardup
+
+clean:
+	rm -rf $(VENV) var bench-results .pytest_cache

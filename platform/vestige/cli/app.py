@@ -1,0 +1,79 @@
+"""The click group, its shared state, and output helpers."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from vestige import __version__
+from vestige.config import Config, load_config
+from vestige.plugins import VestigePluginManager, get_plugin_manager
+from vestige.workspace import Workspace
+
+
+class State:
+    """What commands share: the configuration, and the workspace and plugins opened on first use."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._workspace: Workspace | None = None
+        self._pm: VestigePluginManager | None = None
+
+    @classmethod
+    def from_environment(cls) -> State:
+        return cls(load_config())
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = Workspace.open(self.config)
+        return self._workspace
+
+    @property
+    def pm(self) -> VestigePluginManager:
+        if self._pm is None:
+            self._pm = get_plugin_manager(self.config.plugins.allow)
+        return self._pm
+
+    def add_plugin_commands(self, group: click.Group) -> None:
+        self.pm.hook.vestige_commands(cli=group)
+
+
+pass_state = click.make_pass_decorator(State)
+
+
+def default_actor() -> str:
+    """Who is acting: ``VESTIGE_ACTOR``, else the operating-system user."""
+    if os.environ.get("VESTIGE_ACTOR"):
+        return os.environ["VESTIGE_ACTOR"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str, ensure_ascii=False))
+
+
+def echo_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
+    """A plain aligned table; ``-`` for missing values."""
+    cells = [[("-" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip())
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vestige")
+def cli() -> None:
+    """Vestige: where did this image come from?"""

@@ -1,0 +1,48 @@
+"""``vestige detect``: run detectors on files in this process; nothing is stored."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from vestige.cli.app import State, cli, echo_table, pass_state
+from vestige.detect import detect_files
+from vestige.imagefile import ImageLimits
+from vestige.plugins import select_detectors
+
+
+@cli.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable; default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line for each (file, detector).")
+@pass_state
+def detect(state: State, files: tuple[Path, ...], names: tuple[str, ...], as_json: bool) -> None:
+    """Run detectors on FILES and print their findings.
+
+    Exits 1 when a file could not be read or a detector failed on it.
+    """
+    detectors = select_detectors(state.pm, names)
+    cfg = state.config.ingest
+    results = detect_files(list(files), detectors, ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels))
+    failed = False
+    rows = [row for result in results for row in result.rows()]
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, ensure_ascii=False, sort_keys=True))
+    else:
+        table = [r for r in rows if "detector" in r]
+        echo_table(
+            [[r["file"], r["detector"], r["label"], r["source"],
+              None if r["confidence"] is None else f"{r['confidence']:.3f}", r["error"]] for r in table],
+            ["file", "detector", "label", "source", "confidence", "error"],
+        )
+    for row in rows:
+        if row.get("error"):
+            failed = True
+            if "detector" not in row:
+                click.echo(f"error: {row['error']}", err=True)
+    if failed:
+        sys.exit(1)
