@@ -32,3 +32,21 @@ def test_migrations_are_found_by_the_installed_package():
 def test_no_module_is_a_grab_bag():
     names = {p.name for root in ("platform", "plugins", "web", "migrations") for p in (ROOT / root).rglob("*.py")}
     assert not names & {"utils.py", "helpers.py", "misc.py", "common.py"}
+
+
+def test_the_wheel_ships_the_three_roots_and_the_migrations(tmp_path):
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--wheel-dir", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True, text=True,
+    )
+    (wheel,) = tmp_path.glob("vestige-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "vestige/migrations/env.py" in names
+    assert any(n.startswith("vestige/migrations/versions/0001_") for n in names)
+    assert "vestige_metadata/__init__.py" in names and "vestige_web/__init__.py" in names
+    assert not any(n.startswith(("platform/", "plugins/", "web/")) for n in names)
+    entry_points = next(n for n in names if n.endswith("entry_points.txt"))
+    assert "metadata = vestige_metadata" in zipfile.ZipFile(wheel).read(entry_points).decode()

@@ -30,6 +30,7 @@ and the equality tests).
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import html
 import io
@@ -40,7 +41,7 @@ from typing import Any
 
 import imagehash
 import numpy as np
-from PIL import ExifTags, Image, ImageChops, ImageFile, JpegImagePlugin
+from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, JpegImagePlugin
 
 from vestige.errors import InvalidImageError
 from vestige.jpegquality import JpegQualityEstimate, estimate_jpeg_quality
@@ -254,7 +255,10 @@ def _open_checked(
     except MemoryError:
         raise
     except Exception as exc:  # untrusted input: any parser failure is the file's fault
-        raise InvalidImageError(f"{shown} is not a valid {label} image: {_reason(exc)}.") from None
+        reason = _reason(exc)
+        if reason == "not identified by this driver":  # Pillow's words for a bad mode or a zero size
+            reason = "its header is malformed or declares no pixels"
+        raise InvalidImageError(f"{shown} is not a valid {label} image: {reason}.") from None
     detected = _PILLOW_ALIASES.get(image.format or "", image.format)
     if detected != fmt:
         raise InvalidImageError(f"{shown} starts like a {label} image but its content is {image.format}.")
@@ -325,6 +329,11 @@ def _composite_on_white(rgba: Image.Image) -> Image.Image:
     return background
 
 
+@functools.cache
+def _lab_to_srgb() -> ImageCms.ImageCmsTransform:
+    return ImageCms.buildTransform(ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB")
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """An 8-bit RGB version of ``image`` for detectors and hashes.
 
@@ -340,8 +349,10 @@ def to_rgb(image: Image.Image) -> Image.Image:
         if "transparency" in image.info or image.palette is not None and image.palette.mode == "RGBA":
             return _composite_on_white(image.convert("RGBA"))
         return image.convert("RGB")
-    if mode in ("RGBA", "RGBa", "LA", "La", "PA"):
+    if mode in ("RGBA", "RGBa", "LA", "PA"):
         return _composite_on_white(image.convert("RGBA"))
+    if mode == "La":  # premultiplied; Pillow only un-premultiplies it to LA
+        return _composite_on_white(image.convert("LA").convert("RGBA"))
     if mode == "L" and "transparency" in image.info:
         return _composite_on_white(image.convert("RGBA"))
     if mode in ("1", "L", "CMYK", "YCbCr", "HSV", "RGBX"):
@@ -349,6 +360,11 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if mode.startswith("I") or mode == "F":
         gray = Image.fromarray(_to_uint8(np.asarray(image)))
         return gray.convert("RGB")
+    if mode == "LAB":  # CIELab TIFFs; a plain convert would copy the channels as they are
+        try:
+            return ImageCms.applyTransform(image, _lab_to_srgb())
+        except (ImportError, OSError, ImageCms.PyCMSError):
+            pass
     try:
         return image.convert("RGB")
     except ValueError:
@@ -372,6 +388,10 @@ def _hash_to_int(h: imagehash.ImageHash) -> int:
     return _bits_to_int(h.hash)
 
 
+#: Largest square side for which a whash tie is resolved by ImageHash itself.
+_WHASH_REFERENCE_MAX_SCALE = 2048
+
+
 def _whash_int(gray: Image.Image) -> int:
     """``imagehash.whash(image)`` (haar, hash_size 8) of an "L" image, faster.
 
@@ -380,8 +400,8 @@ def _whash_int(gray: Image.Image) -> int:
     ``hash_size`` x ``hash_size`` and compares it with its median. That band
     is each block's pixel sum times a positive constant, minus a constant, so
     comparing the exact integer block sums with their median gives the same
-    bits; ImageHash's floating-point error (around 1e-12 of a band value) is
-    far below the smallest gap between two different sums.
+    bits: ImageHash's floating-point error is many orders of magnitude below
+    the smallest gap between two different sums.
 
     Only where a block sum *equals* the median does ImageHash's answer depend
     on floating-point noise. Such images are handed to ImageHash itself while
@@ -401,10 +421,6 @@ def _whash_int(gray: Image.Image) -> int:
     if np.any(sums == median) and scale <= _WHASH_REFERENCE_MAX_SCALE:
         return _hash_to_int(imagehash.whash(square))  # same scale, so the same computation
     return _bits_to_int(sums > median)
-
-
-#: Largest square side for which a whash tie is resolved by ImageHash itself.
-_WHASH_REFERENCE_MAX_SCALE = 2048
 
 
 # Colour-hash classes as 8-bit codes, so that one Pillow histogram counts them all:
@@ -479,7 +495,8 @@ def _user_comment(raw: bytes) -> str | None:
 
 
 _XP_TAGS = {0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
-_SKIP_TAGS = {0x8769, 0x8825, 0xA005, 0x927C, 0x02BC, 0x83BB, 0x8649, 0x8773}  # IFD pointers, MakerNote, XMP, IPTC, Photoshop, ICC
+# IFD pointers (Exif, GPS, Interop), MakerNote, XMP, IPTC, Photoshop, ICC: binary or summarised elsewhere
+_SKIP_TAGS = {0x8769, 0x8825, 0xA005, 0x927C, 0x02BC, 0x83BB, 0x8649, 0x8773}
 
 
 def _json_value(value: Any) -> Any:
