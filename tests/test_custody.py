@@ -5,7 +5,7 @@ import pytest
 
 from vestige.cases import create_case, get_case
 from vestige.custody import record_event, verify_chain
-from vestige.db.models import Case, CustodyEvent
+from vestige.db.models import CustodyEvent
 
 
 @pytest.fixture

@@ -16,20 +16,21 @@ import zlib
 import imagehash
 import numpy as np
 import pytest
-from PIL import Image, PngImagePlugin, features
+from PIL import Image, PngImagePlugin, TiffImagePlugin, features
 
 from vestige.errors import InvalidImageError
+from vestige.neardup import hamming
 from vestige.imagefile import (
+    MAX_COUNTED_FRAMES,
     SUPPORTED_FORMATS,
     ImageLimits,
-    _colorhash_int,
-    _whash_int,
-    hamming_distance,
+    _count_gif_frames,
     inspect_image,
     open_image,
     sniff_format,
     to_rgb,
 )
+from vestige.imagehashes import colorhash_int, whash_int
 from vestige.jpegquality import (
     STANDARD_CHROMINANCE,
     STANDARD_LUMINANCE,
@@ -93,6 +94,29 @@ def handmade_tiff(width: int, height: int) -> bytes:
     entries = [(256, 4, 1, width), (257, 4, 1, height), (273, 4, 1, 100), (279, 4, 1, 10)]
     ifd = struct.pack("<H", len(entries)) + b"".join(struct.pack("<HHII", *e) for e in entries)
     return b"II*\x00" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + b"\x00" * 20
+
+
+def minimal_gif(frames: int) -> bytes:
+    """A 1x1 GIF of ``frames`` frames, 23 bytes each."""
+    frame = b"!\xf9\x04\x00\x00\x00\x00\x00," + struct.pack("<HHHHB", 0, 0, 1, 1, 0) + b"\x02\x02\x44\x01\x00"
+    return b"GIF89a" + struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff" + frame * frames + b";"
+
+
+def tiff_pages(pages: int) -> bytes:
+    """A TIFF of ``pages`` 1x1 greyscale pages, about 100 bytes each."""
+    entries = [(256, 3, 1), (257, 3, 1), (258, 3, 8), (262, 3, 1), (273, 4, 0), (277, 3, 1), (278, 3, 1), (279, 4, 1)]
+    ifd_size = 2 + 12 * len(entries) + 4
+    strip = 8 + ifd_size * pages
+    out = bytearray(b"II*\x00" + struct.pack("<I", 8))
+    for page in range(pages):
+        out += struct.pack("<H", len(entries))
+        for tag, kind, value in entries:
+            if kind == 4:
+                out += struct.pack("<HHII", tag, kind, 1, strip if tag == 273 else value)
+            else:
+                out += struct.pack("<HHIHH", tag, kind, 1, value, 0)
+        out += struct.pack("<I", 8 + ifd_size * (page + 1) if page < pages - 1 else 0)
+    return bytes(out + b"\x07")
 
 
 def raises_invalid(data: bytes, **kwargs) -> str:
@@ -323,6 +347,49 @@ def test_animated_gif_counts_frames_and_opens_the_first():
     assert first.getpixel((5, 5)) == (255, 0, 0)
 
 
+def _gif_variants():
+    frames = [picture(seed, (24, 16)).convert("P", palette=Image.Palette.ADAPTIVE, colors=16) for seed in range(4)]
+    rgb_frames = [Image.new("RGB", (8, 8), (40 * i, 255 - 40 * i, 7)) for i in range(5)]
+    return [
+        ("single", encode(frames[0], "GIF")),
+        ("local-palettes", encode(frames[0], "GIF", save_all=True, append_images=frames[1:], loop=0)),
+        (
+            "comment-duration",
+            encode(
+                rgb_frames[0],
+                "GIF",
+                save_all=True,
+                append_images=rgb_frames[1:],
+                comment=b"hello",
+                duration=[50, 60, 70, 80, 90],
+                disposal=2,
+            ),
+        ),
+        ("transparency", encode(frames[1], "GIF", save_all=True, append_images=frames[2:], transparency=0)),
+        ("minimal", minimal_gif(7)),
+    ]
+
+
+@pytest.mark.parametrize(("label", "data"), _gif_variants(), ids=[g[0] for g in _gif_variants()])
+def test_gif_frame_scanner_agrees_with_pillow(label, data):
+    expected = Image.open(io.BytesIO(data)).n_frames
+    assert _count_gif_frames(data, 10_000) == expected
+    assert inspect_image(data).frames == expected
+
+
+@pytest.mark.parametrize(
+    ("build", "count"),
+    [(minimal_gif, 3), (tiff_pages, 3), (minimal_gif, 5000), (tiff_pages, 1500)],
+)
+def test_frame_counting_is_capped(build, count):
+    data = build(count)
+    started = time.perf_counter()
+    facts = inspect_image(data)
+    assert time.perf_counter() - started < 1.0
+    assert facts.frames == min(count, MAX_COUNTED_FRAMES)
+    assert (facts.width, facts.height) == (1, 1)
+
+
 def _palette_with_transparency() -> Image.Image:
     image = Image.new("P", (4, 4), 1)
     image.putpalette([0, 0, 0, 10, 20, 30] + [0] * 762)
@@ -450,8 +517,8 @@ def test_fast_whash_and_colorhash_equal_imagehash_on_random_images():
             pixels = np.where(rng.random((height, width, 1)) < 0.7, 255, rng.integers(0, 256, (height, width, 3)))
         rgb = Image.fromarray(pixels.astype(np.uint8), "RGB")
         gray = rgb.convert("L")
-        assert _whash_int(gray) == ref_int(imagehash.whash(rgb)), (i, width, height)
-        assert _colorhash_int(rgb, gray) == ref_int(imagehash.colorhash(rgb)), (i, width, height)
+        assert whash_int(gray) == ref_int(imagehash.whash(rgb)), (i, width, height)
+        assert colorhash_int(rgb, gray) == ref_int(imagehash.colorhash(rgb)), (i, width, height)
 
 
 def test_large_whash_tie_does_not_fall_back_to_imagehash(monkeypatch):
@@ -459,24 +526,24 @@ def test_large_whash_tie_does_not_fall_back_to_imagehash(monkeypatch):
         raise AssertionError("imagehash.whash called for a 4096-pixel square")
 
     monkeypatch.setattr(imagehash, "whash", refuse)
-    assert _whash_int(Image.new("L", (4096, 4100), 200)) == 0  # what ImageHash gives a flat image
+    assert whash_int(Image.new("L", (4096, 4100), 200)) == 0  # what ImageHash gives a flat image
 
 
 def test_phash_is_close_for_a_re_encode_and_far_for_another_picture():
     original = inspect_image(encode(picture(20), "JPEG", quality=95))
     decoded = open_image(encode(picture(20), "JPEG", quality=95))
     re_encoded = inspect_image(encode(decoded, "JPEG", quality=90))
-    assert hamming_distance(original.phash, re_encoded.phash) <= 4
-    assert hamming_distance(original.dhash, re_encoded.dhash) <= 6
+    assert hamming(original.phash, re_encoded.phash) <= 4
+    assert hamming(original.dhash, re_encoded.dhash) <= 6
     for seed in (21, 22, 23):
         other = inspect_image(encode(picture(seed), "JPEG", quality=95))
-        assert hamming_distance(original.phash, other.phash) >= 16
+        assert hamming(original.phash, other.phash) >= 16
 
 
 def test_hamming_distance_handles_signed_hashes():
-    assert hamming_distance(-1, 0) == 64
-    assert hamming_distance(-(1 << 63), 0) == 1
-    assert hamming_distance(5, 6) == 2
+    assert hamming(-1, 0) == 64
+    assert hamming(-(1 << 63), 0) == 1
+    assert hamming(5, 6) == 2
 
 
 # ---------------------------------------------------------------------------
@@ -514,6 +581,26 @@ def test_exif_fields_appear_in_metadata(fmt):
         assert exif["DateTimeOriginal"] == "2024:01:02 03:04:05"
         assert exif["UserComment"] == "a photo of a cat"
     assert "MakerNote" not in exif
+
+
+def test_gps_rationals_and_odd_values_are_json_safe():
+    exif = Image.Exif()
+    rational = TiffImagePlugin.IFDRational
+    exif[0x011A] = rational(0, 0)  # XResolution 0/0: not a number, dropped
+    exif[0x011B] = rational(300, 1)  # YResolution
+    exif[0x010E] = "caption\x00with a NUL"  # ImageDescription
+    gps = exif.get_ifd(0x8825)
+    gps[1] = "N"  # GPSLatitudeRef
+    gps[2] = (rational(51, 1), rational(30, 1), rational(1234, 100))  # GPSLatitude
+    data = encode(picture(36, (16, 16)), "JPEG", exif=exif)
+    meta = inspect_image(data).metadata
+    assert meta["exif"]["GPSLatitudeRef"] == "N"
+    assert meta["exif"]["GPSLatitude"] == [51.0, 30.0, 12.34]
+    assert meta["exif"]["YResolution"] == 300.0
+    assert "XResolution" not in meta["exif"]
+    assert meta["exif"]["ImageDescription"] == "captionwith a NUL"
+    assert _json_safe(meta)
+    json.dumps(meta, allow_nan=False)
 
 
 def _json_safe(value) -> bool:
@@ -557,9 +644,7 @@ XMP = b"""<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
 def test_xmp_fields_appear_in_metadata(fmt):
     image = picture(32, (32, 32))
     if fmt == "PNG":
-        info = PngImagePlugin.PngInfo()
-        info.add_itxt("XML:com.adobe.xmp", XMP.decode())
-        data = encode(image, fmt, pnginfo=info)
+        data = encode(image, fmt, pnginfo=_xmp_info(XMP.decode()))
     else:
         data = encode(image, fmt, xmp=XMP)
     meta = inspect_image(data).metadata
@@ -569,6 +654,31 @@ def test_xmp_fields_appear_in_metadata(fmt):
     assert meta["xmp"]["title"] == "A cat"
     assert "XML:com.adobe.xmp" not in meta["text"]
     assert _json_safe(meta)
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [
+        "<a:Make " * 120_000,  # unterminated tags
+        "a." * 500_000,  # word runs without the colon a field needs
+        "<x:CreatorTool>" * 60_000,  # elements that never close
+        ":Make='" * 100_000,  # attribute values that never close
+    ],
+    ids=["open-tags", "word-runs", "unclosed-elements", "unclosed-values"],
+)
+def test_hostile_xmp_is_scanned_quickly(packet):
+    data = encode(picture(35, (16, 16)), "PNG", pnginfo=_xmp_info(packet))
+    started = time.perf_counter()
+    meta = inspect_image(data).metadata
+    assert time.perf_counter() - started < 1.0
+    assert meta["has_xmp"] is True
+    assert _json_safe(meta)
+
+
+def _xmp_info(packet: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", packet)
+    return info
 
 
 def test_jpeg_comment_and_structure_appear_in_metadata():

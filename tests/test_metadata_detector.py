@@ -6,7 +6,7 @@ import io
 import json
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import PngImagePlugin
 
 from conftest import photo
 from vestige.detect import make_input, run_detector

@@ -7,7 +7,6 @@ Each runs in a temporary workspace it creates and removes, measures with
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform

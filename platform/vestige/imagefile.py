@@ -23,8 +23,8 @@ filters), so this module is safe to use from several threads.
 metadata summary, perceptual hashes and, for JPEGs, an estimate of the
 quality they were saved at. It decodes once and reuses the decoded frame for
 every hash; the wavelet hash and colour hash are computed by faster code that
-gives the same bits as ImageHash (see :func:`_whash_int`, :func:`_colorhash_int`
-and the equality tests).
+gives the same bits as ImageHash (see :mod:`vestige.imagehashes` and the
+equality tests).
 """
 
 from __future__ import annotations
@@ -32,26 +32,24 @@ from __future__ import annotations
 import codecs
 import functools
 import hashlib
-import html
 import io
-import math
-import re
 from dataclasses import dataclass
-from typing import Any
 
 import imagehash
 import numpy as np
-from PIL import ExifTags, Image, ImageChops, ImageCms, ImageFile, JpegImagePlugin
+from PIL import Image, ImageCms, ImageFile
 
 from vestige.errors import InvalidImageError
+from vestige.imagehashes import colorhash_int, hash_to_int, whash_int
+from vestige.imagemeta import metadata_summary
 from vestige.jpegquality import JpegQualityEstimate, estimate_jpeg_quality
 
 __all__ = [
+    "MAX_COUNTED_FRAMES",
     "SNIFF_BYTES",
     "SUPPORTED_FORMATS",
     "ImageFacts",
     "ImageLimits",
-    "hamming_distance",
     "inspect_image",
     "open_image",
     "sniff_format",
@@ -79,10 +77,6 @@ _PILLOW_ALIASES = {"MPO": "JPEG"}
 # Sizes of the BMP DIB headers Pillow understands (OS/2 1.x/2.x, v1..v5).
 _BMP_HEADER_SIZES = frozenset({12, 16, 40, 52, 56, 64, 108, 124})
 
-_MAX_TEXT_BYTES = 4096  # per metadata string value
-_MAX_LIST_ITEMS = 32  # longer EXIF arrays (strip offsets, tables) are dropped
-_MAX_TEXT_ENTRIES = 64
-_MAX_XMP_SCAN = 1 << 20
 
 
 # ---------------------------------------------------------------------------
@@ -111,8 +105,12 @@ class ImageFacts:
     width: int
     height: int
     frames: int
-    #: JSON-safe summary: ``exif``, ``xmp``, ``text``, ``icc_profile``,
-    #: ``has_thumbnail`` and, where present, ``dpi`` and ``jpeg``.
+    #: JSON-safe summary (no bytes, no NULs, no NaN; strings at most 4 KiB):
+    #: ``exif`` (tag name -> str/int/float or short list; IFD0, Exif and GPS
+    #: IFDs), ``has_thumbnail``, ``has_xmp``, ``xmp`` (selected fields such
+    #: as DigitalSourceType and CreatorTool), ``text`` (PNG text chunks, JPEG
+    #: and GIF comments), ``icc_profile`` and, where present, ``dpi``,
+    #: ``jpeg`` (progressive, subsampling) and ``exif_unreadable``.
     metadata: dict
     #: ImageHash phash/dhash/whash (hash_size 8) as signed 64-bit integers:
     #: the 64 bits, first bit most significant, read as an int64.
@@ -122,11 +120,6 @@ class ImageFacts:
     #: ImageHash colorhash (binbits 3): 42 bits, so always non-negative.
     colorhash: int
     jpeg_quality: JpegQualityEstimate | None
-
-
-def hamming_distance(a: int, b: int) -> int:
-    """Number of differing bits between two hashes as stored in :class:`ImageFacts`."""
-    return ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
 
 
 # ---------------------------------------------------------------------------
@@ -213,7 +206,7 @@ def _pixel_limit_error(name: str, limits: ImageLimits, size: tuple[int, int] | N
     else:
         w, h = size
         what = f"{name} is {w}x{h} ({w * h:,} pixels), more than the limit of {limits.max_pixels:,} pixels"
-    return InvalidImageError(f"{what}; reduce its dimensions and try again.")
+    return InvalidImageError(f"{what} (ingest.max_pixels).")
 
 
 def _open_checked(
@@ -224,8 +217,8 @@ def _open_checked(
     size = len(data)
     if size > limits.max_bytes:
         raise InvalidImageError(
-            f"{shown} is {_human_bytes(size)}, larger than the limit of {_human_bytes(limits.max_bytes)}; "
-            "upload a smaller file."
+            f"{shown} is {_human_bytes(size)}, larger than the limit of {_human_bytes(limits.max_bytes)} "
+            "(ingest.max_file_bytes)."
         )
     if size == 0:
         raise InvalidImageError(f"{shown} is empty (0 bytes).")
@@ -270,11 +263,7 @@ def _open_checked(
         raise InvalidImageError(f"{shown} has no pixels (its header says {width}x{height}).")
 
     try:
-        frames = 1
-        if count_frames:
-            frames = max(1, int(getattr(image, "n_frames", 1)))
-            if frames > 1:
-                image.seek(0)
+        frames = _count_frames(image, fmt, data) if count_frames else 1
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _pixel_limit_error(shown, limits, (width, height)) from None
@@ -283,6 +272,62 @@ def _open_checked(
     except Exception as exc:
         raise InvalidImageError(f"{shown} is truncated or corrupt: {_reason(exc)}.") from None
     return image, fmt, frames
+
+
+#: Frames are counted up to this many; counting a TIFF's pages costs about
+#: 0.1 ms each, and 100 MiB holds a million of them.
+MAX_COUNTED_FRAMES = 1000
+
+
+def _count_gif_frames(data: bytes, cap: int) -> int:
+    """Image descriptors in a GIF, walked the way Pillow walks them, without decoding."""
+    size = len(data)
+    flags = data[10] if size > 10 else 0
+    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    frames = 0
+
+    def skip_sub_blocks(at: int) -> int:
+        while at < size:
+            length = data[at]
+            at += 1 + length
+            if length == 0:
+                break
+        return at
+
+    while pos < size and frames < cap:
+        byte = data[pos]
+        if byte == 0x3B:  # trailer
+            break
+        if byte == 0x21:  # extension: label, then sub-blocks
+            pos = skip_sub_blocks(pos + 2)
+        elif byte == 0x2C:  # image descriptor, local colour table, LZW code size, data
+            frames += 1
+            local = data[pos + 9] if pos + 9 < size else 0
+            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
+            pos = skip_sub_blocks(pos)
+        else:  # Pillow skips stray bytes between blocks too
+            pos += 1
+    return max(1, frames)
+
+
+def _count_frames(image: ImageFile.ImageFile, fmt: str, data: bytes) -> int:
+    """Frames (pages) in the file, at most :data:`MAX_COUNTED_FRAMES`; leaves frame 0 current."""
+    if fmt == "GIF":
+        return _count_gif_frames(data, MAX_COUNTED_FRAMES)
+    if fmt == "TIFF":
+        if not getattr(image, "is_animated", False):
+            return 1
+        count = 1
+        try:
+            while count < MAX_COUNTED_FRAMES:
+                image.seek(count)
+                count += 1
+        except EOFError:
+            pass
+        image.seek(0)
+        return count
+    # PNG (APNG), WebP and MPO state their frame count in a header
+    return max(1, min(int(getattr(image, "n_frames", 1)), MAX_COUNTED_FRAMES))
 
 
 def open_image(data: bytes, *, name: str = "image", limits: ImageLimits = ImageLimits()) -> Image.Image:
@@ -372,305 +417,6 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 # ---------------------------------------------------------------------------
-# hashes
-
-
-def _bits_to_int(bits: np.ndarray) -> int:
-    flat = np.asarray(bits, dtype=bool).ravel()
-    n = flat.size
-    value = int.from_bytes(np.packbits(flat).tobytes(), "big") >> ((-n) % 8)
-    if n == 64 and value >= 1 << 63:
-        value -= 1 << 64
-    return value
-
-
-def _hash_to_int(h: imagehash.ImageHash) -> int:
-    return _bits_to_int(h.hash)
-
-
-#: Largest square side for which a whash tie is resolved by ImageHash itself.
-_WHASH_REFERENCE_MAX_SCALE = 2048
-
-
-def _whash_int(gray: Image.Image) -> int:
-    """``imagehash.whash(image)`` (haar, hash_size 8) of an "L" image, faster.
-
-    ImageHash scales the image to a power-of-two square, subtracts its mean
-    (by zeroing the top Haar LL coefficient), takes the Haar LL band at
-    ``hash_size`` x ``hash_size`` and compares it with its median. That band
-    is each block's pixel sum times a positive constant, minus a constant, so
-    comparing the exact integer block sums with their median gives the same
-    bits: ImageHash's floating-point error is many orders of magnitude below
-    the smallest gap between two different sums.
-
-    Only where a block sum *equals* the median does ImageHash's answer depend
-    on floating-point noise. Such images are handed to ImageHash itself while
-    the square is at most :data:`_WHASH_REFERENCE_MAX_SCALE` pixels a side
-    (0.3 s and 200 MB at 2048); above that (short side 4096 or more) the
-    noise-free bits are returned, as ImageHash would need seconds and
-    gigabytes for them.
-    """
-    hash_size = 8
-    natural = 2 ** int(np.log2(min(gray.size)))
-    scale = max(natural, hash_size)
-    square = gray.resize((scale, scale), Image.Resampling.LANCZOS)
-    block = scale // hash_size
-    pixels = np.asarray(square)
-    sums = pixels.reshape(hash_size, block, hash_size, block).sum(axis=(1, 3), dtype=np.int64)
-    median = np.median(sums)
-    if np.any(sums == median) and scale <= _WHASH_REFERENCE_MAX_SCALE:
-        return _hash_to_int(imagehash.whash(square))  # same scale, so the same computation
-    return _bits_to_int(sums > median)
-
-
-# Colour-hash classes as 8-bit codes, so that one Pillow histogram counts them all:
-# hue bin (0..5, as numpy.histogram over linspace(0, 255, 7) assigns a hue byte)
-# plus 8 * saturation class (0 grey: s < 85, 1 faint: s < 170, 2 neither: s == 170,
-# 3 bright: s > 170); 255 marks black pixels (intensity < 32), whatever their colour.
-_HUE_EDGES = np.linspace(0, 255, 6 + 1)
-_HUE_LUT = [min(int(np.searchsorted(_HUE_EDGES, v, side="right")) - 1, 5) for v in range(256)]
-_SAT_LUT = [8 * (0 if s < 256 // 3 else 1 if s < 256 * 2 // 3 else 2 if s == 256 * 2 // 3 else 3) for s in range(256)]
-_BLACK_LUT = [255 if v < 256 // 8 else 0 for v in range(256)]
-
-
-def _colorhash_int(rgb: Image.Image, gray: Image.Image) -> int:
-    """``imagehash.colorhash(rgb, binbits=3)``, counted with one Pillow histogram.
-
-    ImageHash builds boolean masks and numpy histograms over every pixel; here
-    each pixel gets a class code through lookup tables in C and a single
-    ``histogram()`` counts the codes. The fractions are then formed with the
-    same float operations as ImageHash, so the bits are identical.
-    """
-    binbits = 3
-    hue, sat, _ = rgb.convert("HSV").split()
-    code = ImageChops.add(hue.point(_HUE_LUT), sat.point(_SAT_LUT))
-    code.paste(255, mask=gray.point(_BLACK_LUT))
-    hist = code.histogram()
-    n = rgb.width * rgb.height
-    frac_black = hist[255] / n
-    frac_gray = sum(hist[0:8]) / n
-    c = max(1, sum(hist[8:32]))
-    maxvalue = 2**binbits
-    values = [min(maxvalue - 1, int(frac_black * maxvalue)), min(maxvalue - 1, int(frac_gray * maxvalue))]
-    for count in hist[8:14] + hist[24:30]:  # faint hue bins, then bright ones
-        values.append(min(maxvalue - 1, int(count * maxvalue * 1.0 / c)))
-    bits = [v // (2 ** (binbits - i - 1)) % 2 ** (binbits - i) > 0 for v in values for i in range(binbits)]
-    return _bits_to_int(np.array(bits))
-
-
-# ---------------------------------------------------------------------------
-# metadata
-
-
-def _clean_str(text: str) -> str | None:
-    text = text.replace("\x00", "").strip()
-    raw = text.encode("utf-8", "replace")  # lone surrogates become "?"
-    if len(raw) > _MAX_TEXT_BYTES:
-        raw = raw[:_MAX_TEXT_BYTES]
-    text = raw.decode("utf-8", "ignore")
-    return text or None
-
-
-def _decode_bytes(raw: bytes) -> str | None:
-    return _clean_str(raw[: _MAX_TEXT_BYTES * 4].decode("utf-8", "replace"))
-
-
-def _printable_ascii(raw: bytes) -> str | None:
-    raw = raw.rstrip(b"\x00 ")
-    if raw and len(raw) <= 256 and all(32 <= b < 127 for b in raw):
-        return raw.decode("ascii")
-    return None
-
-
-def _user_comment(raw: bytes) -> str | None:
-    code, body = raw[:8], raw[8:]
-    if code.startswith(b"UNICODE"):
-        # byte order is not recorded; take the one that gives more ASCII
-        be = sum(1 for i in range(0, min(len(body), 200) - 1, 2) if body[i] == 0)
-        le = sum(1 for i in range(1, min(len(body), 200), 2) if body[i] == 0)
-        return _clean_str(body.decode("utf-16-le" if le > be else "utf-16-be", "replace"))
-    if code.startswith(b"ASCII") or code == b"\x00" * 8:
-        return _decode_bytes(body)
-    return _decode_bytes(raw)
-
-
-_XP_TAGS = {0x9C9B, 0x9C9C, 0x9C9D, 0x9C9E, 0x9C9F}
-# IFD pointers (Exif, GPS, Interop), MakerNote, XMP, IPTC, Photoshop, ICC: binary or summarised elsewhere
-_SKIP_TAGS = {0x8769, 0x8825, 0xA005, 0x927C, 0x02BC, 0x83BB, 0x8649, 0x8773}
-
-
-def _json_value(value: Any) -> Any:
-    """A JSON-safe version of an EXIF value, or None to leave it out."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return _clean_str(value)
-    if isinstance(value, (bytes, bytearray)):
-        return _printable_ascii(bytes(value))
-    if isinstance(value, (tuple, list)):
-        if not value or len(value) > _MAX_LIST_ITEMS:
-            return None
-        items = [_json_value(v) for v in value]
-        if any(v is None or isinstance(v, list) for v in items):
-            return None
-        return items
-    try:  # IFDRational and other numbers
-        number = float(value)
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _exif_entry(tag: int, value: Any, names: dict[int, str]) -> tuple[str, Any] | None:
-    if tag in _SKIP_TAGS:
-        return None
-    name = names.get(tag) or f"Tag0x{tag:04X}"
-    if tag == 0x9286 and isinstance(value, (bytes, bytearray)):  # UserComment
-        converted = _user_comment(bytes(value))
-    elif tag in _XP_TAGS and isinstance(value, (bytes, bytearray, tuple)):
-        raw = bytes(value) if not isinstance(value, tuple) else bytes(v & 0xFF for v in value)
-        converted = _clean_str(raw.decode("utf-16-le", "replace"))
-    else:
-        converted = _json_value(value)
-    return None if converted is None else (name, converted)
-
-
-def _exif_summary(image: Image.Image, fmt: str) -> tuple[dict, bool]:
-    exif = image.getexif()
-    summary: dict[str, Any] = {}
-    sources: list[tuple[dict, dict[int, str]]] = [(dict(exif.items()), ExifTags.TAGS)]
-    if ExifTags.IFD.Exif in exif:
-        sources.append((exif.get_ifd(ExifTags.IFD.Exif), ExifTags.TAGS))
-    if ExifTags.IFD.GPSInfo in exif:
-        sources.append((exif.get_ifd(ExifTags.IFD.GPSInfo), ExifTags.GPSTAGS))
-    for tags, names in sources:
-        for tag, value in tags.items():
-            entry = _exif_entry(tag, value, names)
-            if entry is not None:
-                summary.setdefault(entry[0], entry[1])
-    has_thumbnail = False
-    if fmt != "TIFF":  # in a TIFF, IFD1 is the next page rather than a thumbnail
-        has_thumbnail = 0x0201 in exif.get_ifd(ExifTags.IFD.IFD1)
-    return summary, has_thumbnail
-
-
-_XMP_FIELDS = (
-    "DigitalSourceType",
-    "CreatorTool",
-    "softwareAgent",
-    "CreateDate",
-    "ModifyDate",
-    "MetadataDate",
-    "DateCreated",
-    "DateTimeOriginal",
-    "Make",
-    "Model",
-    "Software",
-    "creator",
-    "title",
-    "description",
-    "Credit",
-    "rights",
-    "Label",
-    "DocumentID",
-    "InstanceID",
-    "OriginalDocumentID",
-)
-_XMP_OPEN = re.compile(r"<([\w.-]+):(" + "|".join(_XMP_FIELDS) + r")\b([^>]*?)(/?)>")
-_XMP_ATTR = re.compile(r"\b[\w.-]+:(" + "|".join(_XMP_FIELDS) + r")\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
-_XMP_RESOURCE = re.compile(r"\brdf:resource\s*=\s*(?:\"([^\"]*)\"|'([^']*)')")
-_TAG = re.compile(r"<[^>]*>")
-
-
-def _xmp_summary(raw: Any) -> dict:
-    """Selected XMP fields by local name, found with regular expressions.
-
-    XMP is XML from an untrusted file; it is scanned, never parsed, so entity
-    tricks cannot cost anything. The first occurrence of each field wins,
-    except ``softwareAgent`` (edit history), which lists every distinct agent.
-    """
-    if isinstance(raw, (bytes, bytearray)):
-        text = bytes(raw[:_MAX_XMP_SCAN]).decode("utf-8", "replace")
-    elif isinstance(raw, str):
-        text = raw[:_MAX_XMP_SCAN]
-    else:
-        return {}
-    found: dict[str, Any] = {}
-
-    def add(key: str, value: str) -> None:
-        cleaned = _clean_str(" ".join(html.unescape(value).split()))
-        if cleaned is None:
-            return
-        if key == "softwareAgent":
-            agents = found.setdefault(key, [])
-            if cleaned not in agents and len(agents) < 16:
-                agents.append(cleaned)
-        else:
-            found.setdefault(key, cleaned)
-
-    for match in _XMP_ATTR.finditer(text):
-        add(match.group(1), match.group(2) if match.group(2) is not None else match.group(3))
-    for match in _XMP_OPEN.finditer(text):
-        prefix, key, attrs, self_closing = match.groups()
-        value = ""
-        if not self_closing:
-            end = text.find(f"</{prefix}:{key}", match.end())
-            if end != -1:
-                value = _TAG.sub(" ", text[match.end() : end])
-        if not value.strip():
-            resource = _XMP_RESOURCE.search(attrs)
-            if resource:
-                value = resource.group(1) if resource.group(1) is not None else resource.group(2)
-        add(key, value)
-    return found
-
-
-def _text_summary(image: Image.Image, fmt: str) -> dict:
-    texts: dict[str, str] = {}
-    items: list[tuple[Any, Any]] = []
-    if fmt == "PNG":
-        chunks = image.text if not getattr(image, "is_animated", False) else image.info
-        items = [(k, v) for k, v in chunks.items() if isinstance(v, str) and k != "XML:com.adobe.xmp"]
-    comment = image.info.get("comment")
-    if isinstance(comment, (bytes, bytearray)) and fmt in ("JPEG", "GIF"):
-        items.append(("comment", _decode_bytes(bytes(comment))))
-    for key, value in items[:_MAX_TEXT_ENTRIES]:
-        k = _clean_str(str(key))
-        v = _clean_str(str(value)) if value is not None else None
-        if k and v:
-            texts[k] = v
-    return texts
-
-
-def _metadata(image: Image.Image, fmt: str) -> dict:
-    meta: dict[str, Any] = {}
-    try:
-        meta["exif"], meta["has_thumbnail"] = _exif_summary(image, fmt)
-    except Exception:  # malformed EXIF does not make the image unusable
-        meta["exif"], meta["has_thumbnail"] = {}, False
-        meta["exif_unreadable"] = True
-    xmp = image.info.get("xmp") or image.info.get("XML:com.adobe.xmp")
-    meta["has_xmp"] = bool(xmp)
-    meta["xmp"] = _xmp_summary(xmp) if xmp else {}
-    meta["text"] = _text_summary(image, fmt)
-    meta["icc_profile"] = bool(image.info.get("icc_profile"))
-    dpi = _json_value(image.info.get("dpi"))
-    if isinstance(dpi, list) and len(dpi) == 2:
-        meta["dpi"] = [float(d) for d in dpi]
-    if fmt == "JPEG":
-        jpeg: dict[str, Any] = {"progressive": bool(image.info.get("progressive") or image.info.get("progression"))}
-        sampling = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(JpegImagePlugin.get_sampling(image))
-        if sampling:
-            jpeg["subsampling"] = sampling
-        meta["jpeg"] = jpeg
-    return meta
-
-
-# ---------------------------------------------------------------------------
 # inspection
 
 
@@ -696,10 +442,10 @@ def inspect_image(data: bytes, *, name: str = "image", limits: ImageLimits = Ima
         width=width,
         height=height,
         frames=frames,
-        metadata=_metadata(image, fmt),
-        phash=_hash_to_int(imagehash.phash(gray)),
-        dhash=_hash_to_int(imagehash.dhash(gray)),
-        whash=_whash_int(gray),
-        colorhash=_colorhash_int(rgb, gray),
+        metadata=metadata_summary(image, fmt),
+        phash=hash_to_int(imagehash.phash(gray)),
+        dhash=hash_to_int(imagehash.dhash(gray)),
+        whash=whash_int(gray),
+        colorhash=colorhash_int(rgb, gray),
         jpeg_quality=estimate_jpeg_quality(image) if fmt == "JPEG" else None,
     )
