@@ -28,8 +28,9 @@ from vestige.imagefile import (
     inspect_image,
     open_image,
     sniff_format,
-    to_rgb,
+
 )
+from vestige.imageconvert import to_rgb
 from vestige.imagehashes import colorhash_int, whash_int
 from vestige.jpegquality import (
     STANDARD_CHROMINANCE,

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vestige.errors import InvalidInputError, VestigeError
-from vestige.imagefile import ImageLimits, inspect_image, open_image, to_rgb
+from vestige.imageconvert import to_rgb
+from vestige.imagefile import ImageLimits, inspect_image, open_image
 from vestige.plugin import Detector, Finding, ImageInput
 from vestige.plugins import format_exception_line
 
