@@ -46,9 +46,16 @@ class DatabaseSection:
 
 @dataclass(frozen=True)
 class StoreSection:
+    #: ``local`` (a folder) or ``s3`` (any S3-compatible object store).
     backend: str = "local"
     #: Folder of the local backend. Empty means ``<data_dir>/blobs``.
     path: str = ""
+    #: The s3 backend's bucket, endpoint (empty: AWS), region and key prefix.
+    #: Credentials are never configuration: boto3 reads them from the environment.
+    bucket: str = ""
+    endpoint_url: str = ""
+    region: str = ""
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,7 @@ _SECTIONS: dict[str, type] = {
 }
 
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("store", "backend"): ("local",),
+    ("store", "backend"): ("local", "s3"),
 }
 
 _POSITIVE = {

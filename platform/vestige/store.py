@@ -14,8 +14,12 @@ import re
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from vestige.errors import BlobCorruptedError, BlobMissingError, ConfigError, StoreError
+
+if TYPE_CHECKING:
+    from vestige.config import StoreSection
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -130,8 +134,12 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def open_store(backend: str, path: Path) -> BlobStore:
-    """The store named by configuration (``store.backend``)."""
+def open_store(backend: str, path: Path, settings: StoreSection | None = None) -> BlobStore:
+    """The store named by configuration (``store.backend``; ``settings`` is the ``[store]`` section)."""
     if backend == "local":
         return LocalBlobStore(path)
-    raise ConfigError(f"configuration key store.backend names unknown backend {backend!r}; known: local")
+    if backend == "s3" and settings is not None:
+        from vestige.s3store import S3BlobStore  # boto3 loads only where it is used
+
+        return S3BlobStore(settings.bucket, endpoint_url=settings.endpoint_url, region=settings.region, prefix=settings.prefix)
+    raise ConfigError(f"configuration key store.backend names unknown backend {backend!r}; known: local, s3")

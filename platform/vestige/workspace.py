@@ -27,7 +27,7 @@ class Workspace:
         )
         if check_schema:
             migrate.require_current(db)
-        return cls(config=config, db=db, store=open_store(config.store.backend, config.store_path))
+        return cls(config=config, db=db, store=open_store(config.store.backend, config.store_path, config.store))
 
     def close(self) -> None:
         self.db.dispose()
