@@ -42,6 +42,8 @@ def test_vestige_config_names_the_file(tmp_path):
         ({"VESTIGE_JOBS__QUEUES": '["a"]'}, ("jobs", "queues"), ("a",)),
         ({"VESTIGE_PLUGINS": "metadata,example"}, ("plugins", "allow"), ("metadata", "example")),
         ({"VESTIGE_DATA_DIR": "/srv/lab"}, ("vestige", "data_dir"), "/srv/lab"),
+        ({"VESTIGE_PROVENANCE__TRUST_ANCHORS": "/etc/lab/c2pa-roots.pem"}, ("provenance", "trust_anchors"),
+         "/etc/lab/c2pa-roots.pem"),
     ],
 )
 def test_environment_overrides_single_keys(environ, attribute, expected):

@@ -98,6 +98,13 @@ class WebSection:
 
 
 @dataclass(frozen=True)
+class ProvenanceSection:
+    #: PEM file of the root certificates whose C2PA signers the lab trusts.
+    #: Empty: no signer is trusted, so no manifest can make a verdict ``real``.
+    trust_anchors: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     vestige: VestigeSection = field(default_factory=VestigeSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
@@ -106,6 +113,7 @@ class Config:
     plugins: PluginsSection = field(default_factory=PluginsSection)
     jobs: JobsSection = field(default_factory=JobsSection)
     web: WebSection = field(default_factory=WebSection)
+    provenance: ProvenanceSection = field(default_factory=ProvenanceSection)
     #: The file the values were read from, if any.
     source: str | None = None
 

@@ -19,11 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from vestige.errors import VestigeError
 from vestige.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
+
+    from vestige.config import Config
 
 __all__ = [
     "DETECTOR_KINDS",
@@ -36,7 +39,9 @@ __all__ = [
     "Perturbation",
     "Picture",
     "ReportSection",
+    "VestigeError",
     "hookimpl",
+    "load_configuration",
 ]
 
 LABELS = ("real", "synthetic", "unknown")
@@ -224,3 +229,14 @@ class ReportSection:
     title: str
     html: str
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def load_configuration() -> Config:
+    """The configuration in effect (``VESTIGE_CONFIG``, ``config.toml``, environment), read afresh.
+
+    For a plugin whose behaviour the lab configures: read it in
+    ``Detector.load``, not at import time.
+    """
+    from vestige.config import load_config
+
+    return load_config()
