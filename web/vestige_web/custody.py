@@ -1,0 +1,51 @@
+"""The custody log of a case with its verification state, and recording views as custody events."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Blueprint, g, render_template
+
+from vestige.custody import list_events, record_event, verify_chain
+from vestige.db.models import Case
+from vestige_web.access import find_case
+from vestige_web.auth import require_login
+from vestige_web.extensions import vestige
+
+bp = Blueprint("custody", __name__)
+bp.before_request(require_login)
+
+
+def record_view(case: Case, action: str, details: dict[str, Any] | None = None) -> None:
+    """Append ``action`` by the current user to the case's chain and commit it.
+
+    Pages and API calls that show evidence record who saw what (``case.viewed``,
+    ``image.viewed``, ``custody.viewed``) and exports record what left
+    (``image.exported``, ``report.exported``); the ``via`` detail says
+    whether through the pages or the API.
+    """
+    from flask import request
+
+    via = "api" if request.blueprint == "api" else "web"
+    record_event(vestige.session, case, actor=g.user.username, action=action, details={**(details or {}), "via": via})
+    vestige.session.commit()
+
+
+def custody_state(case: Case) -> dict[str, Any]:
+    """The chain's events and whether it verifies, as shown on the page and by the API."""
+    session = vestige.session
+    report = verify_chain(session, case)
+    events = [
+        {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": json.loads(e.details), "hash": e.hash}
+        for e in list_events(session, case)
+    ]
+    return {"intact": report.intact, "events": report.events, "problem": report.problem,
+            "sentence": report.sentence(), "log": events}
+
+
+@bp.get("/cases/<path:reference>/custody")
+def log(reference: str) -> str:
+    case = find_case(vestige.session, g.user, reference)
+    record_view(case, "custody.viewed")
+    return render_template("custody.html", case=case, custody=custody_state(case))

@@ -1,0 +1,156 @@
+"""Reading a case's evidence for the pages and the API: images, findings, merged verdicts, analyses, reports.
+
+Everything here is filtered for the user asking: near-duplicate links to
+cases they may not see are dropped before anything is shown or counted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, aliased
+
+from vestige.catalog import image_record, list_images
+from vestige.db.models import Analysis, Case, Image, Perturbation, Report, User, Verdict
+from vestige.merge import merge_verdicts
+from vestige.plugins import VestigePluginManager, get_detectors
+from vestige_web.access import filter_related, visible_case_ids
+
+
+def detector_kinds(pm: VestigePluginManager) -> dict[str, str]:
+    """Each installed detector's kind, which the merge rules need."""
+    try:
+        return {name: d.kind for name, d in get_detectors(pm).items()}
+    except Exception:  # a broken plugin must not take the evidence pages down
+        return {}
+
+
+def verdict_dict(v: Verdict, kinds: dict[str, str]) -> dict[str, Any]:
+    return {
+        "analysis_id": v.analysis_id,
+        "image_id": v.image_id,
+        "detector": v.detector,
+        "detector_version": v.detector_version,
+        "kind": kinds.get(v.detector, "attribution"),
+        "model_sha256": v.model_sha256,
+        "label": v.label,
+        "source": v.source,
+        "scores": v.scores,
+        "confidence": v.confidence,
+        "evidence": v.evidence,
+        "pictures": v.pictures,
+        "device": v.device,
+        "precision": v.precision,
+        "runtime_ms": v.runtime_ms,
+        "error": v.error,
+    }
+
+
+def latest_findings(session: Session, image_ids: list[int], kinds: dict[str, str]) -> dict[int, list[dict[str, Any]]]:
+    """Per image, every detector's finding from the most recent analysis that judged it."""
+    if not image_ids:
+        return {}
+    newest = (
+        sa.select(Verdict.image_id, sa.func.max(Verdict.analysis_id).label("analysis_id"))
+        .where(Verdict.image_id.in_(image_ids)).group_by(Verdict.image_id).subquery()
+    )
+    rows = session.execute(
+        sa.select(Verdict).join(newest, sa.and_(Verdict.image_id == newest.c.image_id,
+                                                Verdict.analysis_id == newest.c.analysis_id))
+        .order_by(Verdict.image_id, Verdict.detector)
+    ).scalars()
+    out: dict[int, list[dict[str, Any]]] = {}
+    for verdict in rows:
+        out.setdefault(verdict.image_id, []).append(verdict_dict(verdict, kinds))
+    return out
+
+
+def merged_verdicts(findings: dict[int, list[dict[str, Any]]]) -> dict[int, dict[str, Any]]:
+    return {image_id: merge_verdicts(rows) for image_id, rows in findings.items()}
+
+
+def visible_near_duplicates(session: Session, user: User, image_ids: list[int]) -> dict[int, int]:
+    """Per image, how many near-duplicate links it has to images the user may see."""
+    if not image_ids:
+        return {}
+    allowed = visible_case_ids(session, user)
+    counts: dict[int, int] = dict.fromkeys(image_ids, 0)
+    other = aliased(Image)
+    for mine, theirs in (("image_id", "parent_id"), ("parent_id", "image_id")):
+        query = (
+            sa.select(getattr(Perturbation, mine), sa.func.count())
+            .join(other, other.id == getattr(Perturbation, theirs))
+            .where(Perturbation.basis == "observed", getattr(Perturbation, mine).in_(image_ids))
+            .group_by(getattr(Perturbation, mine))
+        )
+        if allowed is not None:
+            query = query.where(other.case_id.in_(allowed))
+        for image_id, n in session.execute(query):
+            counts[image_id] += n
+    return counts
+
+
+def analysis_dict(a: Analysis) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "status": a.status,
+        "detectors": a.detectors,
+        "progress_done": a.progress_done,
+        "progress_total": a.progress_total,
+        "requested_by": a.requested_by,
+        "created_at": a.created_at.isoformat(),
+        "finished_at": a.finished_at.isoformat() if a.finished_at else None,
+        "error": a.error,
+    }
+
+
+def case_analyses(session: Session, case: Case) -> list[dict[str, Any]]:
+    rows = session.execute(sa.select(Analysis).where(Analysis.case_id == case.id).order_by(Analysis.id.desc()))
+    return [analysis_dict(a) for a in rows.scalars()]
+
+
+def case_reports(session: Session, case: Case) -> list[Report]:
+    return list(session.execute(sa.select(Report).where(Report.case_id == case.id).order_by(Report.id.desc())).scalars())
+
+
+def case_images(session: Session, user: User, case: Case, pm: VestigePluginManager) -> list[dict[str, Any]]:
+    """The case's images for a listing: identity, visible near-duplicates and merged verdict."""
+    rows = list_images(session, case)
+    ids = [row["id"] for row in rows]
+    near = visible_near_duplicates(session, user, ids)
+    merged = merged_verdicts(latest_findings(session, ids, detector_kinds(pm)))
+    for row in rows:
+        row["near_duplicates"] = near.get(row["id"], 0)
+        verdict = merged.get(row["id"])
+        row["verdict"] = None if verdict is None else {k: verdict[k] for k in ("label", "source", "outcome", "rule")}
+    return rows
+
+
+def image_details(session: Session, user: User, image: Image, pm: VestigePluginManager) -> dict[str, Any]:
+    """One image's whole record for its page: metadata, hashes, findings, merged verdict, robustness."""
+    record = image_record(session, image)
+    record["perturbations"] = filter_related(session, user, record["perturbations"])
+    kinds = detector_kinds(pm)
+    findings = latest_findings(session, [image.id], kinds).get(image.id, [])
+    record["findings"] = findings
+    record["verdict"] = merge_verdicts(findings) if findings else None
+    # Robustness: what the detectors concluded on the lab's own perturbed copies of this image.
+    probes = [row for row in record["perturbations"]["derivatives"] if row["basis"] == "applied"]
+    probe_ids = [row["image"]["id"] for row in probes]
+    probe_verdicts = merged_verdicts(latest_findings(session, probe_ids, kinds))
+    record["robustness"] = [
+        {"image": row["image"], "operations": row["operations"], "verdict": probe_verdicts.get(row["image"]["id"])}
+        for row in probes
+    ]
+    return record
+
+
+def picture_of(session: Session, image: Image, sha256: str) -> dict[str, Any] | None:
+    """The picture ``sha256`` if one of this image's findings made it."""
+    verdicts = session.execute(sa.select(Verdict.pictures).where(Verdict.image_id == image.id)).scalars()
+    for pictures in verdicts:
+        for picture in pictures or []:
+            if picture.get("sha256") == sha256:
+                return picture
+    return None
