@@ -91,6 +91,22 @@ def test_secrets_are_masked_when_shown():
     assert "hunter2" not in str(config_as_dict(config))
 
 
+@pytest.mark.parametrize(
+    ("variable", "url", "shown"),
+    [
+        ("VESTIGE_DATABASE__URL", "postgresql+psycopg://lab:s3cret@db/vestige", "postgresql+psycopg://lab:********@db/vestige"),
+        ("VESTIGE_JOBS__BROKER_URL", "redis://:s3cret@queue:6379/0", "redis://:********@queue:6379/0"),
+        ("VESTIGE_JOBS__BROKER_URL", "amqp://lab:s3cret@mq:5672//", "amqp://lab:********@mq:5672//"),
+        ("VESTIGE_DATABASE__URL", "postgresql+psycopg://lab@db/vestige", "postgresql+psycopg://lab@db/vestige"),
+    ],
+)
+def test_passwords_in_urls_are_masked_when_shown(variable, url, shown):
+    section, key = variable[len("VESTIGE_"):].lower().split("__")
+    shown_config = config_as_dict(load_config(environ={variable: url}))
+    assert shown_config[section][key] == shown
+    assert "s3cret" not in str(shown_config)
+
+
 def test_cli_reports_a_bad_key_in_one_line(vestige, tmp_path, monkeypatch):
     bad = tmp_path / "bad.toml"
     bad.write_text("[ingest]\nmax_pixel = 5\n")

@@ -83,10 +83,18 @@ class PluginsSection:
 class JobsSection:
     #: Celery broker. Empty means the embedded broker in ``<data_dir>/broker.db``.
     broker_url: str = ""
+    #: Optional, for monitoring tools only: results are written to the database.
     result_backend: str = ""
+    #: Queues workers may consume; detectors are routed to ``gpu`` or ``cpu`` by their device.
     queues: tuple[str, ...] = ("gpu", "cpu")
     images_per_task: int = 64
+    #: Times a task is retried after a worker was lost or an infrastructure error.
     max_retries: int = 3
+    #: Seconds before Redis hands an unacknowledged task to another worker;
+    #: longer than the slowest task, or the task runs twice (harmless, wasted).
+    visibility_timeout: int = 3600
+    #: Prefix of every broker key on Redis, so several labs share one server.
+    key_prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -150,7 +158,7 @@ _POSITIVE = {
         "archive_max_total_bytes",
         "batch_size",
     )
-} | {("jobs", "images_per_task"), ("web", "max_upload_bytes")}
+} | {("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("web", "max_upload_bytes")}
 
 
 def _coerce(section: str, key: str, kind: Any, value: Any, *, from_env: bool) -> Any:

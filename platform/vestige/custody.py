@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,24 +82,35 @@ def verify_chain(session: Session, case: Case) -> ChainReport:
     events = session.execute(
         sa.select(CustodyEvent).where(CustodyEvent.case_id == case.id).order_by(CustodyEvent.id)
     ).scalars().all()
+    return verify_events(case.reference, events, expected_count=case.custody_count, expected_head=case.custody_head)
+
+
+def verify_events(reference: str, events: Sequence[Any], *, expected_count: int, expected_head: str | None) -> ChainReport:
+    """Check a chain given in stored order: from the database, or read back from an evidence bundle.
+
+    Each event has ``seq``, ``at``, ``actor``, ``action``, ``details`` (the
+    stored canonical text), ``prev_hash``, ``hash`` and optionally ``id``.
+    ``expected_count`` and ``expected_head`` are what the case records.
+    """
     prev = GENESIS
     for position, event in enumerate(events, start=1):
-        where = f"event {event.seq} (id {event.id}, {event.action} by {event.actor} at {event.at})"
+        ident = f"id {event.id}, " if getattr(event, "id", None) is not None else ""
+        where = f"event {event.seq} ({ident}{event.action} by {event.actor} at {event.at})"
         if event.seq != position:
             if event.seq > position:
                 return ChainReport(False, len(events), f"{where} follows event {position - 1}: events are missing or out of order")
             return ChainReport(False, len(events), f"{where} is out of order or was inserted (expected sequence number {position})")
         if event.prev_hash != prev:
             return ChainReport(False, len(events), f"{where} does not link to the event before it")
-        expected = event_hash(case.reference, event.seq, event.at, event.actor, event.action, event.details, event.prev_hash)
+        expected = event_hash(reference, event.seq, event.at, event.actor, event.action, event.details, event.prev_hash)
         if expected != event.hash:
             return ChainReport(False, len(events), f"{where} was altered: its content no longer matches its hash")
         prev = event.hash
-    if len(events) != case.custody_count or (events and prev != case.custody_head):
+    if len(events) != expected_count or (events and prev != expected_head):
         return ChainReport(
             False,
             len(events),
-            f"the case records {case.custody_count} events ending in {str(case.custody_head)[:12]}…, "
+            f"the case records {expected_count} events ending in {str(expected_head)[:12]}…, "
             f"but the log holds {len(events)}: events after event {len(events)} were removed",
         )
     return ChainReport(True, len(events))

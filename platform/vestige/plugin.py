@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DETECTOR_KINDS",
+    "ENCODED_IMAGE_KEY",
     "LABELS",
     "Detector",
     "Finding",
@@ -46,6 +47,10 @@ __all__ = [
 
 LABELS = ("real", "synthetic", "unknown")
 DETECTOR_KINDS = ("attribution", "verification", "provenance")
+#: Key of ``PIL.Image.info`` where a :class:`Perturbation` whose output is a
+#: file (a JPEG re-encoding) leaves the encoded bytes, so that a derived image
+#: keeps that container instead of being stored as PNG.
+ENCODED_IMAGE_KEY = "vestige.encoded"
 #: Decimal places of floats in canonical JSON, so re-runs on the same kind of
 #: device give byte-identical output.
 FLOAT_DIGITS = 6

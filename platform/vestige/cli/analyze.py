@@ -1,0 +1,168 @@
+"""``vestige analyze``, ``vestige verdicts`` and ``vestige worker``."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from vestige.analyses import latest_analysis, request_analysis, tasks_of
+from vestige.cases import get_case
+from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
+from vestige.db.models import Analysis, Image
+from vestige.errors import NotFoundError
+from vestige.plugins import select_detectors
+from vestige.verdicts import analysis_verdicts, verdict_as_dict
+
+
+def _progress_reporter(label: str):  # type: ignore[no-untyped-def]
+    """A bar on a terminal; otherwise a line at most every 5 s (and at the end)."""
+    if sys.stderr.isatty():
+        bar = click.progressbar(length=1, label=label, file=sys.stderr, show_pos=True)
+        bar.__enter__()
+
+        def update(done: int, total: int) -> None:
+            bar.length = max(total, 1)
+            bar.update(done - bar.pos)
+            if done >= total:
+                bar.__exit__(None, None, None)
+
+        return update
+    last = [0.0]
+
+    def line(done: int, total: int) -> None:
+        now = time.monotonic()
+        if done >= total or now - last[0] >= 5:
+            last[0] = now
+            click.echo(f"{label}: {done}/{total} verdicts", err=True)
+
+    return line
+
+
+@cli.command()
+@click.argument("reference")
+@click.option("--detectors", "names", default="", help="Comma-separated detector names (default: every installed detector).")
+@click.option("--robustness", is_flag=True, help="Also analyse JPEG/resize/crop/blur derivatives of each image.")
+@click.option("--wait", is_flag=True, help="Wait for the verdicts, with a progress bar, and print them.")
+@click.option("--by", "actor", default=None, help="Who requests it (default: VESTIGE_ACTOR or the OS user).")
+@pass_state
+def analyze(state: State, reference: str, names: str, robustness: bool, wait: bool, actor: str | None) -> None:
+    """Run detectors on the images of case REFERENCE, on workers.
+
+    On the embedded default with no `vestige worker` running, --wait runs the
+    work in this process instead.
+    """
+    from vestige.jobs.celery_app import create_celery_app
+    from vestige.jobs.dispatch import enqueue_tasks, run_in_process, wait_for_analysis, workers_for
+    from vestige.jobs.settings import uses_embedded_broker
+
+    workspace, config = state.workspace, state.config
+    detectors = select_detectors(state.pm, [n.strip() for n in names.split(",") if n.strip()])
+    with workspace.db.session() as session:
+        case = get_case(session, reference)
+        analysis = request_analysis(workspace, session, case, detectors, pm=state.pm, actor=actor or default_actor(),
+                                    robustness=robustness)
+        tasks = tasks_of(session, analysis)
+    queues = sorted({t.queue for t in tasks})
+    images = len(analysis.options["images"])
+    click.echo(f"analysis {analysis.id}: {len(detectors)} detector(s) on {images} image(s), {len(tasks)} task(s)")
+    embedded = uses_embedded_broker(config)
+    if wait and embedded and not workers_for(config, queues):
+        click.echo("no worker is running: running the analysis in this process (start `vestige worker` to use the queue)")
+        run_in_process(workspace, analysis.id, progress=_progress_reporter("analysing"))
+    else:
+        enqueue_tasks(create_celery_app(config), tasks)
+        where = "the embedded broker" if embedded else "the broker"
+        click.echo(f"queued on {where}, queues {', '.join(queues)}")
+        if not wait:
+            click.echo(f"`vestige verdicts {reference}` shows the verdicts once workers have run it")
+            return
+        click.echo("waiting for workers")
+        wait_for_analysis(workspace, analysis.id, progress=_progress_reporter("analysing"))
+    with workspace.db.session() as session:
+        _show_summary(session, session.get(Analysis, analysis.id))
+
+
+def _image_rows(session, analysis: Analysis) -> dict[int, Image]:  # type: ignore[no-untyped-def]
+    ids = analysis.options.get("images", [])
+    return {i.id: i for i in session.execute(sa.select(Image).where(Image.id.in_(ids))).scalars()} if ids else {}
+
+
+def _show_summary(session, analysis: Analysis) -> None:  # type: ignore[no-untyped-def]
+    summary = analysis.summary or {}
+    images = _image_rows(session, analysis)
+    click.echo(f"analysis {analysis.id} of {analysis.created_at:%Y-%m-%d %H:%M} UTC: {analysis.status}, "
+               f"{analysis.progress_done}/{analysis.progress_total} verdicts" + (f"; {analysis.error}" if analysis.error else ""))
+    if not summary.get("images"):
+        return
+    rows = []
+    for image_id, merged in summary["images"].items():
+        image = images.get(int(image_id))
+        if image is not None and image.origin == "derived":
+            continue
+        findings = " ".join(f"{name}={row['label'] if not row['error'] else 'error'}" for name, row in merged["detectors"].items())
+        rows.append([image_id, image.original_filename if image else "?", merged["label"], merged["source"],
+                     merged["outcome"], findings])
+    echo_table(rows, ["image", "file", "label", "source", "outcome", "detectors"])
+    robustness = summary.get("robustness") or {}
+    if robustness:
+        click.echo()
+        click.echo("robustness: does the verdict hold under each perturbation?")
+        table = []
+        for image_id, entry in robustness.items():
+            for name, row in [("merged", entry["merged"]), *entry["detectors"].items()]:
+                under = row["under"]
+                held = [p for p, r in under.items() if r["holds"]]
+                failed = [p for p, r in under.items() if r["holds"] is False]
+                table.append([image_id, name, row["label"], f"{len(held)}/{len(under)}", ", ".join(failed) or "-"])
+        echo_table(table, ["image", "verdict of", "label", "holds", "changes under"])
+
+
+@cli.command()
+@click.argument("reference")
+@click.option("--analysis", "analysis_id", type=int, default=None, help="An analysis of the case (default: the latest).")
+@json_option
+@pass_state
+def verdicts(state: State, reference: str, analysis_id: int | None, as_json: bool) -> None:
+    """Show the merged verdicts of a case's latest analysis (every finding with --json)."""
+    with state.workspace.db.session() as session:
+        case = get_case(session, reference)
+        analysis = session.get(Analysis, analysis_id) if analysis_id else latest_analysis(session, case)
+        if analysis is None or analysis.case_id != case.id:
+            raise NotFoundError(f"case {reference} has no analysis{f' {analysis_id}' if analysis_id else ''}; "
+                                f"run `vestige analyze {reference}`")
+        if as_json:
+            echo_json(_analysis_json(session, analysis))
+        else:
+            _show_summary(session, analysis)
+
+
+def _analysis_json(session, analysis: Analysis) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {
+        "analysis": {
+            "id": analysis.id, "status": analysis.status, "detectors": analysis.detectors,
+            "robustness": analysis.options.get("robustness", False), "requested_by": analysis.requested_by,
+            "created_at": analysis.created_at.isoformat(),
+            "finished_at": analysis.finished_at.isoformat() if analysis.finished_at else None,
+            "progress": {"done": analysis.progress_done, "total": analysis.progress_total}, "error": analysis.error,
+        },
+        "verdicts": [verdict_as_dict(v) for v in analysis_verdicts(session, analysis)],
+        "summary": analysis.summary,
+    }
+
+
+@cli.command()
+@click.option("--queues", default="", help="Comma-separated queues to consume (default: every queue in jobs.queues).")
+@click.option("--concurrency", type=int, default=None, help="Worker processes (default: one per CPU).")
+@click.option("--loglevel", default="INFO", show_default=True)
+@pass_state
+def worker(state: State, queues: str, concurrency: int | None, loglevel: str) -> None:
+    """Run a worker that takes analysis tasks from the queues, e.g. --queues gpu --concurrency 1."""
+    from vestige.jobs.worker import start_worker
+
+    chosen = [q.strip() for q in queues.split(",") if q.strip()] or list(state.config.jobs.queues)
+    state.workspace  # fail now, with a sentence, if the database is not initialised
+    start_worker(state.config, queues=chosen, concurrency=concurrency, loglevel=loglevel)

@@ -1,0 +1,160 @@
+"""Running one analysis task: a detector over a chunk of images. Plain functions, no Celery.
+
+A task is claimed (its attempt counted and committed), run, and written in one
+transaction: the verdicts are upserted, the task marked done, the progress
+counted once, and the analysis completed if this was its last task. Running
+the same task again finds it done and does nothing; a task whose worker was
+lost before it wrote anything simply runs again, until ``jobs.max_retries``
+is spent, after which its verdicts record that.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from vestige.analyses import complete_if_finished, mark_started
+from vestige.db.models import Analysis, AnalysisTask, Image
+from vestige.detect import make_input, run_detector
+from vestige.errors import NotFoundError, VestigeError
+from vestige.imagefile import ImageLimits
+from vestige.plugin import Detector, Finding, ImageInput
+from vestige.plugins import format_exception_line
+from vestige.verdicts import store_findings
+from vestige.workspace import Workspace
+
+#: Returns the named detector, loaded for this process; raises if it cannot.
+DetectorSource = Callable[[str], Detector]
+
+FINISHED = ("done", "failed")
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    task_id: int
+    status: str  # done, failed, skipped
+    images: int = 0
+    detector_seconds: float = 0.0
+    completed_analysis: bool = False
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _claim(workspace: Workspace, task_id: int, worker: str) -> AnalysisTask | None:
+    """Count an attempt and mark the task running; ``None`` if it is already finished."""
+    with workspace.db.session() as session:
+        task = session.get(AnalysisTask, task_id)
+        if task is None:
+            raise NotFoundError(f"analysis task {task_id} does not exist (its analysis was deleted?)")
+        if task.status in FINISHED:
+            return None
+        session.execute(
+            sa.update(AnalysisTask).where(AnalysisTask.id == task_id)
+            .values(status="running", worker=worker, attempts=AnalysisTask.attempts + 1, started_at=_now())
+            .execution_options(synchronize_session=False)
+        )
+        mark_started(session, task.analysis_id)
+        session.flush()
+        session.refresh(task)
+        session.expunge(task)
+        return task
+
+
+def _error_findings(task: AnalysisTask, detector: Detector | None, message: str) -> list[Finding]:
+    version = detector.version if detector is not None else "?"
+    return [Finding(detector=task.detector, detector_version=version, label="unknown", error=message) for _ in task.image_ids]
+
+
+def _inputs(workspace: Workspace, task: AnalysisTask) -> tuple[list[ImageInput | None], list[str | None]]:
+    """Decoded images of the chunk, in order; an image that cannot be read gets an error instead."""
+    cfg = workspace.config.ingest
+    limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+    with workspace.db.session() as session:
+        rows = {image.id: image for image in session.execute(
+            sa.select(Image).where(Image.id.in_(task.image_ids))).scalars()}
+    inputs: list[ImageInput | None] = []
+    errors: list[str | None] = []
+    for image_id in task.image_ids:
+        image = rows.get(image_id)
+        try:
+            if image is None:
+                raise NotFoundError(f"image {image_id} no longer exists")
+            inputs.append(make_input(workspace.store.get(image.blob_sha256), name=image.original_filename, limits=limits))
+            errors.append(None)
+        except VestigeError as exc:
+            inputs.append(None)
+            errors.append(str(exc))
+    return inputs, errors
+
+
+def _run(workspace: Workspace, task: AnalysisTask, detectors: DetectorSource) -> tuple[list[Finding], float]:
+    try:
+        detector = detectors(task.detector)
+    except Exception as exc:  # not installed here, or its weights failed to load: recorded, not fatal
+        return _error_findings(task, None, f"detector {task.detector} could not be loaded: {format_exception_line(exc)}"), 0.0
+    inputs, errors = _inputs(workspace, task)
+    readable = [item for item in inputs if item is not None]
+    began = time.perf_counter()
+    found = iter(run_detector(detector, readable))
+    elapsed = time.perf_counter() - began
+    findings = []
+    for item, error in zip(inputs, errors):
+        if item is None:
+            findings.append(Finding(detector=detector.name, detector_version=detector.version, label="unknown", error=error))
+        else:
+            findings.append(next(found))
+    return findings, elapsed
+
+
+def run_analysis_task(workspace: Workspace, task_id: int, *, detectors: DetectorSource, worker: str) -> TaskOutcome:
+    """Run analysis task ``task_id`` and write its verdicts; see the module docstring."""
+    task = _claim(workspace, task_id, worker)
+    if task is None:
+        return TaskOutcome(task_id, "skipped")
+    max_attempts = workspace.config.jobs.max_retries + 1
+    if task.attempts > max_attempts:
+        status, seconds = "failed", 0.0
+        findings = _error_findings(task, None, f"gave up after {task.attempts - 1} attempts: each time its worker was "
+                                                f"lost or failed (jobs.max_retries = {max_attempts - 1})")
+    else:
+        status = "done"
+        findings, seconds = _run(workspace, task, detectors)
+    return TaskOutcome(task_id, status, len(task.image_ids), seconds,
+                       _write(workspace, task, findings, status=status, worker=worker))
+
+
+def fail_analysis_task(workspace: Workspace, task_id: int, message: str, *, worker: str) -> None:
+    """Record a task that cannot succeed: its verdicts carry ``message`` and the analysis goes on."""
+    with workspace.db.session() as session:
+        task = session.get(AnalysisTask, task_id)
+        if task is None or task.status in FINISHED:
+            return
+        session.expunge(task)
+    _write(workspace, task, _error_findings(task, None, message), status="failed", worker=worker)
+
+
+def _write(workspace: Workspace, task: AnalysisTask, findings: list[Finding], *, status: str, worker: str) -> bool:
+    with workspace.db.session() as session:
+        # Lock the analysis first, so that two workers finishing its last two
+        # tasks at once take turns and the second sees the first's task done.
+        session.execute(sa.select(Analysis.id).where(Analysis.id == task.analysis_id).with_for_update()).all()
+        store_findings(session, workspace.store, task.analysis_id, zip(task.image_ids, findings))
+        error = next((f.error for f in findings if f.error), None) if status == "failed" else None
+        changed = session.execute(
+            sa.update(AnalysisTask).where(AnalysisTask.id == task.id, AnalysisTask.status.notin_(FINISHED))
+            .values(status=status, finished_at=_now(), error=error)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if changed:  # count progress once, whoever writes the task first
+            session.execute(
+                sa.update(Analysis).where(Analysis.id == task.analysis_id)
+                .values(progress_done=Analysis.progress_done + len(task.image_ids))
+                .execution_options(synchronize_session=False)
+            )
+        return complete_if_finished(session, task.analysis_id, actor=worker)

@@ -1,0 +1,48 @@
+"""``vestige worker``: a Celery worker consuming Vestige's queues."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+
+from vestige.config import Config
+from vestige.errors import ConfigError
+from vestige.jobs.celery_app import create_celery_app
+from vestige.jobs.dispatch import requeue_lost_tasks
+from vestige.jobs.heartbeat import Heartbeat
+from vestige.workspace import Workspace
+
+
+def worker_nodename() -> str:
+    """Unique per process, so heartbeats and claimed tasks name exactly one worker."""
+    return f"vestige-{os.getpid()}@{socket.gethostname()}"
+
+
+def start_worker(config: Config, *, queues: Sequence[str], concurrency: int | None, loglevel: str = "INFO",
+                 pool: str = "prefork") -> None:
+    """Run a worker until it is stopped; tasks lost by a previous worker are queued again first."""
+    unknown = sorted(set(queues) - set(config.jobs.queues))
+    if unknown:
+        raise ConfigError(
+            f"queue {', '.join(unknown)} is not declared in jobs.queues ({', '.join(config.jobs.queues)})"
+        )
+    app = create_celery_app(config)
+    nodename = worker_nodename()
+    workspace = Workspace.open(config)
+    try:
+        requeued = requeue_lost_tasks(app, workspace)
+    finally:
+        workspace.close()  # children open their own connections after the fork
+    if requeued:
+        print(f"re-queued {requeued} task(s) left unfinished by a lost worker", flush=True)
+    heartbeat = Heartbeat(config, nodename, list(queues))
+    heartbeat.start()
+    argv = ["worker", "--queues", ",".join(queues), "--hostname", nodename, "--loglevel", loglevel, "--pool", pool,
+            "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    if concurrency:
+        argv += ["--concurrency", str(concurrency)]
+    try:
+        app.worker_main(argv)
+    finally:
+        heartbeat.stop()

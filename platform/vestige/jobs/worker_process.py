@@ -1,0 +1,80 @@
+"""What one worker process keeps between tasks: its workspace and its loaded detectors.
+
+Workers fork. Everything here is created lazily in the process that uses it,
+so a child never shares its parent's database connections, and weights are
+loaded (``Detector.load``) once per process, after the fork. The parent never
+touches CUDA: the device is chosen here, in the child, on first use.
+"""
+
+from __future__ import annotations
+
+from celery.signals import worker_process_init
+
+from vestige.config import Config
+from vestige.errors import PluginError
+from vestige.plugin import Detector
+from vestige.plugins import get_detectors, get_plugin_manager
+from vestige.workspace import Workspace
+
+
+def device_for(detector: Detector) -> str:
+    """``cuda`` for a detector that prefers a GPU when one is there, else ``cpu``."""
+    if detector.device != "gpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class ProcessState:
+    """The workspace and the detectors (loaded on first use) of this process."""
+
+    def __init__(self, config: Config, *, workspace: Workspace | None = None) -> None:
+        self.config = config
+        self._workspace = workspace
+        self._available: dict[str, Detector] | None = None
+        self._loaded: dict[str, Detector] = {}
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = Workspace.open(self.config)
+        return self._workspace
+
+    def detector(self, name: str) -> Detector:
+        """The detector ``name``, its weights loaded in this process."""
+        if name not in self._loaded:
+            if self._available is None:
+                self._available = get_detectors(get_plugin_manager(self.config.plugins.allow))
+            if name not in self._available:
+                raise PluginError(f"detector {name!r} is not installed on this worker; install its plugin here")
+            detector = self._available[name]
+            detector.load(device_for(detector))
+            self._loaded[name] = detector
+        return self._loaded[name]
+
+    def close(self) -> None:
+        if self._workspace is not None:
+            self._workspace.close()
+
+
+_state: ProcessState | None = None
+
+
+def process_state(config: Config) -> ProcessState:
+    """This process's state, created on first use."""
+    global _state
+    if _state is None or _state.config is not config:
+        _state = ProcessState(config)
+    return _state
+
+
+@worker_process_init.connect
+def _forget_parent_state(**_: object) -> None:
+    # A forked child must not reuse the parent's connections or loaded models.
+    global _state
+    if _state is not None and _state._workspace is not None:
+        _state._workspace.db.engine.dispose(close=False)
+    _state = None

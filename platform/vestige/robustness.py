@@ -1,0 +1,159 @@
+"""Robustness probes: perturbed derivatives of each image, and whether verdicts hold under them.
+
+Each evidence image gets one derivative per probe (JPEG 90/75/50, resize
+0.75/0.5, centre crop 90 %, Gaussian blur), made by the perturbation plugins
+and stored in the case as a *derived* image with an *applied* perturbation
+record (parent = the original, ``operations`` = the chain). Derivatives are
+made once: a later analysis finds and reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from PIL import Image as PILImage
+from sqlalchemy.orm import Session
+
+from vestige.db.models import Case, Image, Perturbation
+from vestige.errors import PluginError
+from vestige.imagefile import ImageLimits, inspect_image, open_image, to_rgb
+from vestige.ingest import Acquisition, Ingester
+from vestige.plugin import ENCODED_IMAGE_KEY
+from vestige.plugin import Perturbation as PerturbationOperation
+from vestige.plugins import VestigePluginManager
+from vestige.workspace import Workspace
+
+#: The probes, each an operation chain as perturbation history records it.
+PROBES: tuple[list[dict[str, Any]], ...] = (
+    [{"op": "jpeg", "params": {"quality": 90}}],
+    [{"op": "jpeg", "params": {"quality": 75}}],
+    [{"op": "jpeg", "params": {"quality": 50}}],
+    [{"op": "resize", "params": {"scale": 0.75}}],
+    [{"op": "resize", "params": {"scale": 0.5}}],
+    [{"op": "crop", "params": {"fraction": 0.9}}],
+    [{"op": "blur", "params": {"radius": 1.0}}],
+)
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def probe_name(operations: Sequence[Mapping[str, Any]]) -> str:
+    """A short stable name: ``jpeg-90``, ``resize-0.5``, ``crop-0.9``, ``blur-1.0``."""
+    return "+".join("-".join([str(op["op"]), *(str(v) for v in op.get("params", {}).values())]) for op in operations)
+
+
+def get_perturbations(pm: VestigePluginManager) -> dict[str, PerturbationOperation]:
+    """Every perturbation operation the plugins provide, by name."""
+    found: dict[str, PerturbationOperation] = {}
+    for provided in pm.hook.vestige_perturbations():
+        for operation in provided or []:
+            found.setdefault(operation.name, operation)
+    return found
+
+
+def apply_chain(image: PILImage.Image, operations: Sequence[Mapping[str, Any]],
+                available: Mapping[str, PerturbationOperation], *, seed: bytes) -> bytes:
+    """Apply ``operations`` in order and encode the result (PNG, or the bytes an operation produced)."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed).digest()[:8], "big"))
+    for op in operations:
+        if op["op"] not in available:
+            known = ", ".join(sorted(available)) or "none"
+            raise PluginError(f"no perturbation operation named {op['op']!r} is installed; installed: {known}")
+        image = available[op["op"]].apply(image, rng=rng, **op.get("params", {}))
+    encoded = image.info.get(ENCODED_IMAGE_KEY)
+    if isinstance(encoded, bytes):
+        return encoded
+    buf = io.BytesIO()
+    image.save(buf, "PNG")  # lossless: the derivative holds exactly the operation's pixels
+    return buf.getvalue()
+
+
+def create_derivatives(workspace: Workspace, session: Session, case: Case, images: Sequence[Image],
+                       pm: VestigePluginManager, *, actor: str) -> dict[int, dict[str, Image]]:
+    """Per original image id, ``{probe name: derivative}`` (made now, or found from an earlier run)."""
+    available = get_perturbations(pm)
+    existing: dict[tuple[int, str], int] = {}
+    parent_ids = [image.id for image in images]
+    if parent_ids:
+        for row in session.execute(
+            sa.select(Perturbation.parent_id, Perturbation.image_id, Perturbation.operations)
+            .where(Perturbation.basis == "applied", Perturbation.parent_id.in_(parent_ids))
+        ):
+            existing[(row.parent_id, probe_name(row.operations))] = row.image_id
+    cfg = workspace.config.ingest
+    limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+    derived: dict[int, dict[str, Image]] = {}
+    ingester: Ingester | None = None  # built on first use: it loads the near-duplicate index
+    for parent in images:
+        missing = [ops for ops in PROBES if (parent.id, probe_name(ops)) not in existing]
+        decoded = None
+        if missing:
+            data = workspace.store.get(parent.blob_sha256)
+            decoded = to_rgb(open_image(data, name=parent.original_filename, limits=limits))
+        for ops in PROBES:
+            name = probe_name(ops)
+            if (parent.id, name) in existing:
+                derived.setdefault(parent.id, {})[name] = session.get(Image, existing[(parent.id, name)])
+                continue
+            assert decoded is not None
+            data = apply_chain(decoded.copy(), ops, available, seed=f"{parent.blob_sha256}:{name}".encode())
+            stem = parent.original_filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+            extension = "jpg" if data.startswith(JPEG_MAGIC) else "png"
+            filename = f"{stem}.{name}.{extension}"
+            facts = inspect_image(data, name=filename, limits=limits)
+            acquisition = Acquisition(source=f"robustness probe {name} of image {parent.id}", actor=actor)
+            if ingester is None:
+                ingester = Ingester(workspace, session, case, acquisition)
+            ingester.acquisition = acquisition
+            image = ingester.add_image(data, facts, filename=filename, origin="derived")
+            session.add(Perturbation(image_id=image.id, parent_id=parent.id, basis="applied", operations=list(ops)))
+            session.flush()
+            existing[(parent.id, name)] = image.id
+            derived.setdefault(parent.id, {})[name] = image
+    return derived
+
+
+def _holds(original: Mapping[str, Any] | None, perturbed: Mapping[str, Any] | None) -> bool | None:
+    """Same label (and same source for a synthetic one); ``None`` when either side has no usable finding."""
+    if original is None or perturbed is None or original.get("error") or perturbed.get("error"):
+        return None
+    if original["label"] != perturbed["label"]:
+        return False
+    return original["label"] != "synthetic" or original.get("source") == perturbed.get("source")
+
+
+def robustness_summary(probes: Mapping[int, Mapping[str, int]], findings: Mapping[int, Sequence[Mapping[str, Any]]],
+                       merged: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
+    """Per original image: each detector's and the merged verdict's label under each probe, and whether it holds.
+
+    ``probes`` maps an original image id to ``{probe name: derived image id}``;
+    ``findings`` and ``merged`` are keyed by image id.
+    """
+    out: dict[str, Any] = {}
+    for parent_id, by_probe in sorted(probes.items()):
+        originals = {f["detector"]: f for f in findings.get(parent_id, [])}
+        detectors: dict[str, Any] = {}
+        for detector, original in sorted(originals.items()):
+            under = {}
+            for name, image_id in by_probe.items():
+                perturbed = next((f for f in findings.get(image_id, []) if f["detector"] == detector), None)
+                under[name] = {"image_id": image_id, "label": perturbed and perturbed["label"],
+                               "source": perturbed and perturbed.get("source"), "holds": _holds(original, perturbed)}
+            detectors[detector] = {"label": original["label"], "source": original.get("source"), "under": under}
+        base = merged.get(parent_id)
+        merged_under = {
+            name: {"image_id": image_id, "label": merged[image_id]["label"], "outcome": merged[image_id]["outcome"],
+                   "holds": _holds(base, merged[image_id]) if base else None}
+            for name, image_id in by_probe.items() if image_id in merged
+        }
+        out[str(parent_id)] = {
+            "probes": dict(by_probe), "detectors": detectors,
+            "merged": {"label": base and base["label"], "source": base and base["source"], "under": merged_under},
+        }
+    return out
