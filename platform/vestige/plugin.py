@@ -31,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = [
     "DETECTOR_KINDS",
     "ENCODED_IMAGE_KEY",
-    "ENCODED_IMAGE_KEY",
     "LABELS",
     "Detector",
     "Finding",
@@ -48,10 +47,6 @@ __all__ = [
 
 LABELS = ("real", "synthetic", "unknown")
 DETECTOR_KINDS = ("attribution", "verification", "provenance")
-#: Key of ``PIL.Image.info`` where a :class:`Perturbation` whose output is a
-#: file (a JPEG re-encoding) leaves the encoded bytes, so that a derived image
-#: keeps that container instead of being stored as PNG.
-ENCODED_IMAGE_KEY = "vestige.encoded"
 #: Key of ``PIL.Image.info`` where a :class:`Perturbation` whose output is a
 #: file (a JPEG re-encoding) leaves the encoded bytes, so that a derived image
 #: keeps that container instead of being stored as PNG.
