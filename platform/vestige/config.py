@@ -286,6 +286,15 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
     return Config(**sections, source=str(Path(path).resolve()) if path is not None else None)
 
 
+def _mask_url_password(url: str) -> str:
+    """``scheme://user:secret@host`` becomes ``scheme://user:********@host``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:********@{host}"
+
+
 def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
     """The effective values, secrets masked, for reports and ``vestige config``."""
     out: dict[str, dict[str, Any]] = {}
@@ -293,5 +302,8 @@ def config_as_dict(config: Config) -> dict[str, dict[str, Any]]:
         section = dataclasses.asdict(getattr(config, name))
         if section.get("secret_key"):
             section["secret_key"] = "********"
+        for key in ("url", "broker_url", "result_backend"):
+            if section.get(key):
+                section[key] = _mask_url_password(section[key])
         out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
     return out

@@ -17,6 +17,7 @@ from vestige.errors import VestigeError
 # Importing the command modules attaches their commands to ``cli``.
 from vestige.cli import analyze, bench, cases, custody, db, detect, images, plugins  # noqa: E402,F401
 from vestige.cli import web  # noqa: E402,F401  (serve, user, token, case member)
+from vestige.cli import keys, reports  # noqa: E402,F401  (keys, report, verify)
 
 __all__ = ["cli", "main"]
 

@@ -1,0 +1,127 @@
+"""What the HTML and PDF renderers share: table rows, wording and colours, so both say the same thing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: Shown where a section has nothing in it, so that an empty section says so instead of disappearing.
+EMPTY = {
+    "analysis": "No analysis has been run on this case: there are no findings to report.",
+    "images": "The case holds no evidence images.",
+    "findings": "No detector has reported on this image.",
+    "merged": "No merged verdict: no detector has reported on this image.",
+    "robustness": "No robustness probes were run on this image (vestige analyze --robustness runs them).",
+    "pictures": "The detectors produced no pictures for this image.",
+    "history": "No perturbation history is recorded for this image.",
+    "near_duplicates": "No near-duplicates of this image are known.",
+    "custody": "The custody log is empty.",
+    "detectors": "No detector contributed to this report.",
+    "models": "No model weights were used (every detector that ran works without weights).",
+    "sections": "No plugin added a section.",
+}
+
+OUTCOME_COLOURS = {
+    "agree": "#2e7d32",
+    "single": "#1565c0",
+    "conflict": "#c62828",
+    "unknown-generator": "#ef6c00",
+    "inconclusive": "#616161",
+    "not analysed": "#9e9e9e",
+}
+
+LABEL_COLOURS = {"real": "#2e7d32", "synthetic": "#c62828", "unknown": "#757575"}
+
+MAX_BARS = 8
+
+
+def short(sha256: str | None, n: int = 12) -> str:
+    return "-" if not sha256 else sha256[:n] + "…"
+
+
+def number(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def top_scores(scores: Mapping[str, Any], limit: int = MAX_BARS) -> list[tuple[str, float]]:
+    """The highest numeric scores, largest first, at most ``limit``."""
+    numeric = [(str(k), float(v)) for k, v in scores.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return sorted(numeric, key=lambda kv: (-kv[1], kv[0]))[:limit]
+
+
+def bar_fraction(value: float, values: Sequence[float]) -> float:
+    """Bar length in [0, 1]: probabilities as they are, other scores relative to the largest magnitude."""
+    if all(0.0 <= v <= 1.0 for v in values):
+        return max(0.0, min(1.0, value))
+    largest = max((abs(v) for v in values), default=0.0)
+    return abs(value) / largest if largest else 0.0
+
+
+def describe_operations(operations: Sequence[Mapping[str, Any]]) -> str:
+    """``jpeg(quality=75) → resize(scale=0.5)``."""
+    parts = []
+    for op in operations:
+        params = ", ".join(f"{k}={v}" for k, v in sorted((op.get("params") or {}).items()))
+        parts.append(f"{op.get('op', '?')}({params})")
+    return " → ".join(parts) or "(no operations)"
+
+
+def compact_json(value: Any, limit: int = 400) -> str:
+    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def finding_table(findings: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The detectors side by side: column headers, then (row name, one cell per detector)."""
+    headers = [f"{f['detector']} {f['detector_version']}" for f in findings]
+
+    def cells(fn: Any) -> list[str]:
+        return [fn(f) for f in findings]
+
+    rows = [
+        ("kind", cells(lambda f: f["kind"])),
+        ("label", cells(lambda f: f["label"])),
+        ("source", cells(lambda f: f["source"] or "-")),
+        ("confidence", cells(lambda f: number(f["confidence"]))),
+        ("top scores", cells(lambda f: ", ".join(f"{k} {v:.3f}" for k, v in top_scores(f["scores"], 3)) or "-")),
+        ("evidence", cells(lambda f: compact_json(f["evidence"], 160) if f["evidence"] else "-")),
+        ("model SHA-256", cells(lambda f: short(f["model_sha256"]))),
+        ("device", cells(lambda f: f"{f['device']} {f['precision']}")),
+        ("run time", cells(lambda f: "-" if f["runtime_ms"] is None else f"{f['runtime_ms']:.1f} ms")),
+        ("error", cells(lambda f: f["error"] or "-")),
+    ]
+    return headers, rows
+
+
+def _under(entry: Mapping[str, Any] | None) -> str:
+    if not entry:
+        return "-"
+    said = " ".join(str(entry[k]) for k in ("label", "source") if entry.get(k)) or "no finding"
+    holds = entry.get("holds")
+    return said + ("" if holds is None else (" (holds)" if holds else " (CHANGES)"))
+
+
+def robustness_table(robustness: Mapping[str, Any] | None) -> tuple[list[str], list[list[str]]]:
+    """Robustness as a table: one row per probe; the merged verdict and each detector, and whether each holds.
+
+    ``robustness`` is one image's entry of ``Analysis.summary["robustness"]``:
+    ``{"probes": {name: image id}, "merged": {"label", "source", "under": {name: {...}}},
+    "detectors": {name: {"label", "source", "under": {name: {...}}}}}``. Empty when there were no probes.
+    """
+    if not robustness or not robustness.get("probes"):
+        return [], []
+    merged = robustness.get("merged") or {}
+    detectors = robustness.get("detectors") or {}
+    headers = ["probe", "merged: " + (_under(merged).replace(" (holds)", "") if merged.get("label") else "-")]
+    headers += [f"{name}: {_under(d).replace(' (holds)', '')}" for name, d in sorted(detectors.items())]
+    rows = []
+    for probe in sorted(robustness["probes"]):
+        row = [probe, _under((merged.get("under") or {}).get(probe))]
+        row += [_under((d.get("under") or {}).get(probe)) for _, d in sorted(detectors.items())]
+        rows.append(row)
+    return headers, rows
