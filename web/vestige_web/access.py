@@ -19,6 +19,8 @@ from vestige.db.models import Case, CaseMember, Image, User
 from vestige.errors import NotFoundError, VestigeError
 
 WRITE_ROLES = ("lead", "examiner")
+#: Ids are 32-bit integers on PostgreSQL; a larger one names nothing (and must not reach the database).
+MAX_ID = 2**31 - 1
 
 
 class AccessDeniedError(VestigeError):
@@ -56,7 +58,7 @@ def find_case(session: Session, user: User, reference: str) -> Case:
 
 def find_image(session: Session, user: User, image_id: int) -> Image:
     """The image if ``user`` may see its case; otherwise 404."""
-    image = session.get(Image, image_id)
+    image = session.get(Image, image_id) if 0 < image_id <= MAX_ID else None
     if image is None or case_role(session, user, image.case) is None:
         raise NotFoundError(f"There is no image {image_id} that you can see.")
     return image

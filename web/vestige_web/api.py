@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, g, jsonify, request
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
 
 from vestige.catalog import list_images
 from vestige.cli.cases import case_dict
@@ -38,7 +40,10 @@ PUBLIC_ENDPOINTS = {"api.openapi"}
 @bp.before_request
 def require_token() -> None:
     if g.user is None and request.endpoint not in PUBLIC_ENDPOINTS:
-        abort(401, "Send a valid API token as 'Authorization: Bearer TOKEN'; `vestige token create USER` makes one.")
+        raise Unauthorized(
+            "Send a valid API token as 'Authorization: Bearer TOKEN'; `vestige token create USER` makes one.",
+            www_authenticate=WWWAuthenticate("bearer", {"realm": "vestige"}),
+        )
 
 
 def ok(status: int = 200, **fields: Any):  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from werkzeug.exceptions import TooManyRequests
 
 from vestige.db.models import User
 from vestige_web.accounts import authenticate, user_for_token
+from vestige_web.errors import is_api_request
 from vestige_web.extensions import vestige
 from vestige_web.security import LoginLimiter
 
@@ -20,7 +21,7 @@ limiter = LoginLimiter()
 def load_user() -> None:
     """Set ``g.user``: from the bearer token on the API, from the session cookie elsewhere."""
     g.user = None
-    if request.blueprint == "api":
+    if is_api_request():
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():

@@ -14,12 +14,16 @@ from vestige_web.evidence import case_analyses, case_images, case_reports
 from vestige_web.extensions import vestige
 
 bp = Blueprint("cases", __name__)
+#: The width of ``cases.title``; PostgreSQL refuses longer, so it is checked before.
+MAX_TITLE = 500
 bp.before_request(require_login)
 
 
 def open_case(reference: str, title: str):  # type: ignore[no-untyped-def]
     """Open a case for the current user, who becomes its lead."""
     require_case_creator(g.user)
+    if len(title.strip()) > MAX_TITLE:
+        raise InvalidInputError(f"a case title has at most {MAX_TITLE} characters")
     session = vestige.session
     case = create_case(session, reference=reference, title=title, actor=g.user.username)
     add_member(session, case, g.user, role="lead", actor=g.user.username)

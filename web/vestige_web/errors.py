@@ -16,9 +16,14 @@ from vestige.errors import VestigeError
 KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
+def is_api_request() -> bool:
+    """Under ``/api/``: bearer tokens only, no CSRF, JSON always (even when no route matched)."""
+    return request.path.startswith("/api/")
+
+
 def wants_json() -> bool:
     """JSON for the API and the pages' polling endpoints, and for clients that ask for it."""
-    if request.path.startswith("/api/") or request.path.endswith(".json"):
+    if is_api_request() or request.path.endswith(".json"):
         return True
     best = request.accept_mimetypes.best_match(["text/html", "application/json"])
     return best == "application/json" and request.accept_mimetypes[best] > request.accept_mimetypes["text/html"]

@@ -41,9 +41,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["reference", "title"],
         "properties": {
-            "reference": {"type": "string", "description": "The lab's reference: up to 64 letters, digits, '.', '_', '/' or '-'."},
-            "title": {"type": "string"},
+            "reference": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._/-]{0,63}$",
+                          "description": "The lab's reference: up to 64 letters, digits, '.', '_', '/' or '-'."},
+            "title": {"type": "string", "pattern": "\\S", "maxLength": 500},
         },
+        "additionalProperties": False,
     },
     "MergedVerdict": {
         "type": "object",
@@ -150,7 +152,7 @@ def openapi_document(server: str = "") -> dict[str, Any]:
                 "parameters": [_REF],
                 "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
                     "type": "object", "required": ["files"],
-                    "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "properties": {"files": {"type": "array", "minItems": 1, "items": {"type": "string", "format": "binary"}},
                                    "source": {"type": "string"}}}}}},
                 "responses": _responses("200", {"$ref": "#/components/schemas/IngestSummary"}, ("403", "404", "409", "413", "422")),
             },

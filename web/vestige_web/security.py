@@ -18,6 +18,7 @@ from flask import Flask, abort, current_app, request, session
 
 from vestige.config import Config
 from vestige.errors import ConfigError
+from vestige_web.errors import is_api_request
 
 SECRET_FILE = "web-secret-key"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -57,8 +58,7 @@ class Csrf:
     FIELD = "csrf_token"
     HEADER = "X-CSRF-Token"
 
-    def __init__(self, app: Flask | None = None, *, exempt_blueprints: tuple[str, ...] = ("api",)) -> None:
-        self.exempt_blueprints = exempt_blueprints
+    def __init__(self, app: Flask | None = None) -> None:
         if app is not None:
             self.init_app(app)
 
@@ -72,7 +72,7 @@ class Csrf:
         return session["csrf"]
 
     def protect(self) -> None:
-        if request.method not in UNSAFE_METHODS or request.blueprint in self.exempt_blueprints:
+        if request.method not in UNSAFE_METHODS or is_api_request():
             return
         sent = request.headers.get(self.HEADER) or request.form.get(self.FIELD, "")
         expected = session.get("csrf", "")
