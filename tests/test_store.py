@@ -206,3 +206,24 @@ def test_s3_configuration_needs_a_bucket_and_never_takes_credentials(tmp_path, t
     with pytest.raises(ConfigError, match=message):
         config = load_config(path=path, environ={})
         open_store(config.store.backend, config.store_path, config.store)
+
+
+def test_a_whole_case_runs_on_the_s3_backend(vestige, env, make_photo, s3_bucket, s3_endpoint, tmp_path):
+    """Chosen by configuration alone: ingest, a signed bundle and its offline check, with every blob in S3."""
+    bucket, client = s3_bucket
+    env.update({"VESTIGE_STORE__BACKEND": "s3", "VESTIGE_STORE__BUCKET": bucket,
+                "VESTIGE_STORE__ENDPOINT_URL": s3_endpoint, "VESTIGE_STORE__PREFIX": "lab/"})
+    assert vestige("init").exit_code == 0
+    assert vestige("case", "new", "--ref", "S3-1", "--title", "On object storage").exit_code == 0
+    photo = make_photo("a.jpg", seed=3)
+    assert vestige("ingest", "S3-1", photo, "--by", "A. Examiner").exit_code == 0
+    sha = hashlib.sha256(photo.read_bytes()).hexdigest()
+    client.head_object(Bucket=bucket, Key=f"lab/{sha[:2]}/{sha[2:4]}/{sha}")
+    assert vestige("keys", "init").exit_code == 0
+    bundle = tmp_path / "s3.zip"
+    exported = vestige("report", "S3-1", "--format", "bundle", "--out", bundle)
+    assert exported.exit_code == 0, exported.stderr
+    keys = [obj["Key"] for obj in client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert len(keys) == 5  # the original, the three inner reports and the bundle itself
+    assert vestige("verify", bundle).exit_code == 0
+    assert not (tmp_path / "data" / "blobs" / sha[:2]).exists()
