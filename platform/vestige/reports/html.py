@@ -55,7 +55,8 @@ def _environment() -> jinja2.Environment:
                        operations=presentation.describe_operations)
     env.globals.update(EMPTY=presentation.EMPTY, OUTCOME_COLOURS=presentation.OUTCOME_COLOURS,
                        LABEL_COLOURS=presentation.LABEL_COLOURS, finding_table=presentation.finding_table,
-                       robustness_table=presentation.robustness_table)
+                       robustness_table=presentation.robustness_table,
+                       history_rows=presentation.history_rows)
     return env
 
 

@@ -180,12 +180,7 @@ def _image_story(image: dict[str, Any], pictures: ReportPictures, s: _Styles) ->
         _empty(story, s, "robustness")
 
     story.append(Paragraph("Perturbation history", s.h3))
-    history = [["relation", "basis", "operations", "other image"]]
-    for key, relation, other in (("history", "this image came from", "parent"), ("derivatives", "derived from this image", "image")):
-        for p in image["perturbations"][key]:
-            ops = presentation.describe_operations(p["operations"]) + (f" (Hamming {p['distance']})" if p["distance"] is not None else "")
-            related = p.get(other)
-            history.append([relation, p["basis"], ops, f"{related['case']} #{related['id']} {related['filename']}" if related else "-"])
+    history = [["relation", "basis", "operations", "other image"]] + [row[:4] for row in presentation.history_rows(image["perturbations"])]
     if len(history) > 1:
         story.append(_table(history, s.small, [32 * mm, 18 * mm, 70 * mm, PAGE_WIDTH - 120 * mm]))
     else:

@@ -71,6 +71,30 @@ def describe_operations(operations: Sequence[Mapping[str, Any]]) -> str:
     return " → ".join(parts) or "(no operations)"
 
 
+_RELATIONS = {
+    ("history", "applied"): "made by the lab from",
+    ("history", "observed"): "near-duplicate of",
+    ("history", "estimated"): "read from the file itself",
+    ("derivatives", "applied"): "the lab made from it",
+    ("derivatives", "observed"): "near-duplicate of it",
+    ("derivatives", "estimated"): "estimated for",
+}
+
+
+def history_rows(perturbations: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[list[str]]:
+    """Perturbation history as rows: relation, basis, operations, the other image, when it was recorded."""
+    rows = []
+    for key, other in (("history", "parent"), ("derivatives", "image")):
+        for p in perturbations[key]:
+            ops = describe_operations(p["operations"]) if p["operations"] else "-"
+            if p["distance"] is not None:
+                ops += f" ({p['hash_kind'] or 'hash'} Hamming distance {p['distance']})"
+            related = p.get(other)
+            where = f"{related['case']} #{related['id']} {related['filename']}" if related else "-"
+            rows.append([_RELATIONS.get((key, p["basis"]), key), p["basis"], ops, where, p["recorded_at"]])
+    return rows
+
+
 def compact_json(value: Any, limit: int = 400) -> str:
     text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
     return text if len(text) <= limit else text[: limit - 1] + "…"
