@@ -39,13 +39,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
     )
-    from vestige_web import api, auth, cases, custody, images, plugins, uploads
+    from vestige_web import analyses, api, auth, cases, custody, images, plugins, reports, uploads
 
     app.before_request(auth.load_user)
     csrf.init_app(app)
     auth.limiter.init_app(app)
     register_error_handlers(app)
-    for module in (auth, cases, uploads, images, custody, plugins, api):
+    for module in (auth, cases, uploads, images, analyses, reports, custody, plugins, api):
         app.register_blueprint(module.bp)
     with app.app_context():
         extra = vestige.pm.hook.vestige_blueprints()

@@ -16,21 +16,28 @@ from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
 from vestige.catalog import list_images
+from vestige.db.models import Report
 from vestige.cli.cases import case_dict
 from vestige_web.access import find_case, find_image, visible_cases
 from vestige_web.accounts import case_members
 from vestige_web.cases import open_case
 from vestige_web.custody import custody_state, record_view
+from vestige_web.analyses import launch_analysis
 from vestige_web.evidence import (
+    analysis_dict,
     case_analyses,
     case_images,
+    case_reports,
     detector_kinds,
+    detector_list,
     image_details,
     latest_findings,
     merged_verdicts,
+    report_dict,
 )
 from vestige_web.extensions import vestige
 from vestige_web.openapi import openapi_document
+from vestige_web.reports import make_report, report_download
 from vestige_web.uploads import ingest_uploads
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -66,7 +73,8 @@ def _text_field(body: dict[str, Any], name: str) -> str:
 
 @bp.get("/openapi.json")
 def openapi() -> Any:
-    return jsonify(openapi_document(request.host_url.rstrip("/")))
+    names = [d["name"] for d in detector_list(vestige.pm)]
+    return jsonify(openapi_document(request.host_url.rstrip("/"), detectors=names))
 
 
 @bp.get("/cases")
@@ -117,6 +125,39 @@ def case_verdicts(reference: str) -> Any:
 def analyses(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
     return ok(analyses=case_analyses(vestige.session, case))
+
+
+@bp.post("/cases/<path:reference>/analyses")
+def launch(reference: str) -> Any:
+    body = _json_body()
+    names = body.get("detectors", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        abort(422, "The field 'detectors' must be a list of detector names.")
+    robustness = body.get("robustness", False)
+    if not isinstance(robustness, bool):
+        abort(422, "The field 'robustness' must be true or false.")
+    case = find_case(vestige.session, g.user, reference)
+    analysis, where = launch_analysis(case, names, robustness=robustness)
+    return ok(202, analysis=analysis_dict(analysis), runs_in=where)
+
+
+@bp.get("/cases/<path:reference>/reports")
+def reports(reference: str) -> Any:
+    case = find_case(vestige.session, g.user, reference)
+    return ok(reports=[report_dict(r) for r in case_reports(vestige.session, case)])
+
+
+@bp.post("/cases/<path:reference>/reports")
+def create_report(reference: str) -> Any:
+    fmt = _text_field(_json_body(), "format")
+    case = find_case(vestige.session, g.user, reference)
+    report_id = make_report(case, fmt)
+    return ok(201, report=report_dict(vestige.session.get(Report, report_id)))
+
+
+@bp.get("/reports/<int:report_id>")
+def download_report(report_id: int) -> Any:
+    return report_download(report_id)
 
 
 @bp.get("/cases/<path:reference>/custody")

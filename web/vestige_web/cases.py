@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from vestige.cases import create_case
 from vestige.errors import ConflictError, InvalidInputError
+from vestige.reports.export import FORMATS
 from vestige_web.access import can_act, case_role, find_case, require_case_creator, visible_cases
 from vestige_web.accounts import add_member, case_members, get_user
 from vestige_web.auth import require_login
 from vestige_web.custody import record_view
-from vestige_web.evidence import case_analyses, case_images, case_reports
+from vestige_web.evidence import case_analyses, case_images, case_reports, detector_list
 from vestige_web.extensions import vestige
 
 bp = Blueprint("cases", __name__)
@@ -63,15 +64,8 @@ def show(reference: str) -> str:
         "case.html", case=case, images=case_images(session, g.user, case, vestige.pm),
         analyses=case_analyses(session, case), reports=case_reports(session, case),
         members=case_members(session, case), role=case_role(session, g.user, case),
-        can_act=can_act(session, g.user, case),
+        can_act=can_act(session, g.user, case), detectors=detector_list(vestige.pm), report_formats=FORMATS,
     )
-
-
-@bp.get("/cases/<path:reference>/analyses.json")
-def analyses(reference: str) -> object:
-    """What the case page polls for live progress; status only, so not a custody event."""
-    case = find_case(vestige.session, g.user, reference)
-    return jsonify({"ok": True, "analyses": case_analyses(vestige.session, case)})
 
 
 @bp.post("/cases/<path:reference>/members")

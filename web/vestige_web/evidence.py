@@ -26,6 +26,14 @@ def detector_kinds(pm: VestigePluginManager) -> dict[str, str]:
         return {}
 
 
+def detector_list(pm: VestigePluginManager) -> list[dict[str, str]]:
+    """The installed detectors to choose from when launching an analysis."""
+    try:
+        return [{"name": d.name, "kind": d.kind, "description": d.description} for d in get_detectors(pm).values()]
+    except Exception:  # a broken plugin must not take the case page down; `vestige plugins` names it
+        return []
+
+
 def verdict_dict(v: Verdict, kinds: dict[str, str]) -> dict[str, Any]:
     return {
         "analysis_id": v.analysis_id,
@@ -112,6 +120,11 @@ def case_analyses(session: Session, case: Case) -> list[dict[str, Any]]:
 
 def case_reports(session: Session, case: Case) -> list[Report]:
     return list(session.execute(sa.select(Report).where(Report.case_id == case.id).order_by(Report.id.desc())).scalars())
+
+
+def report_dict(r: Report) -> dict[str, Any]:
+    return {"id": r.id, "format": r.format, "size": r.size, "sha256": r.blob_sha256, "analysis_id": r.analysis_id,
+            "signed": r.signature is not None, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
 
 
 def case_images(session: Session, user: User, case: Case, pm: VestigePluginManager) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from vestige import __version__
+from vestige.db.models import REPORT_FORMATS
 
 ERROR_STATUSES = {
     "400": "The request is malformed.",
@@ -86,6 +87,14 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"id": {"type": "integer"}, "status": {"type": "string"},
                        "progress_done": {"type": "integer"}, "progress_total": {"type": "integer"}},
     },
+    "Report": {
+        "type": "object",
+        "required": ["id", "format", "size", "sha256", "created_by", "created_at"],
+        "properties": {"id": {"type": "integer"}, "format": {"type": "string", "enum": list(REPORT_FORMATS)},
+                       "size": {"type": "integer"}, "sha256": {"type": "string"},
+                       "analysis_id": {"type": "integer", "nullable": True}, "signed": {"type": "boolean"},
+                       "created_by": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}},
+    },
     "IngestSummary": {
         "type": "object",
         "required": ["ok", "ingested", "duplicates", "rejected", "near_duplicate_links"],
@@ -127,8 +136,11 @@ def _items(ref: str) -> dict[str, Any]:
     return {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}
 
 
-def openapi_document(server: str = "") -> dict[str, Any]:
-    """The document; ``server`` is the app's own base URL."""
+def openapi_document(server: str = "", *, detectors: list[str] | None = None) -> dict[str, Any]:
+    """The document; ``server`` is the app's own base URL, ``detectors`` the installed detectors' names."""
+    detector_names: dict[str, Any] = {"type": "string"}
+    if detectors:
+        detector_names["enum"] = detectors
     case_ref = {"$ref": "#/components/schemas/Case"}
     paths: dict[str, Any] = {
         "/cases": {
@@ -160,8 +172,41 @@ def openapi_document(server: str = "") -> dict[str, Any]:
         "/cases/{reference}/verdicts": _get(
             "Each judged image's merged verdict and findings, from its latest analysis.", [_REF],
             _ok({"verdicts": {"type": "array", "items": _OBJ}}, ["verdicts"])),
-        "/cases/{reference}/analyses": _get("The case's analyses, newest first.", [_REF],
-                                            _ok({"analyses": _items("Analysis")}, ["analyses"])),
+        "/cases/{reference}/analyses": {
+            **_get("The case's analyses, newest first.", [_REF], _ok({"analyses": _items("Analysis")}, ["analyses"])),
+            "post": {
+                "summary": "Run detectors on the case's evidence (all installed detectors when none are named).",
+                "parameters": [_REF],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "additionalProperties": False,
+                    "properties": {"detectors": {"type": "array", "items": detector_names, "uniqueItems": True},
+                                   "robustness": {"type": "boolean"}}}}}},
+                "responses": _responses("202", _ok({"analysis": {"$ref": "#/components/schemas/Analysis"},
+                                                    "runs_in": {"type": "string"}}, ["analysis", "runs_in"]),
+                                        ("400", "403", "404", "409", "422")),
+            },
+        },
+        "/cases/{reference}/reports": {
+            **_get("The case's reports, newest first.", [_REF], _ok({"reports": _items("Report")}, ["reports"])),
+            "post": {
+                "summary": "Make the case's report (a bundle is signed with the lab's key); a custody event.",
+                "parameters": [_REF],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["format"], "additionalProperties": False,
+                    "properties": {"format": {"type": "string", "enum": list(REPORT_FORMATS)}}}}}},
+                "responses": _responses("201", _ok({"report": {"$ref": "#/components/schemas/Report"}}, ["report"]),
+                                        ("400", "403", "404", "422")),
+            },
+        },
+        "/reports/{report_id}": {"get": {
+            "summary": "Download a report's bytes, verified against its SHA-256 (a custody event).",
+            "parameters": [{"name": "report_id", "in": "path", "required": True,
+                            "schema": {"type": "integer", "minimum": 1}}],
+            "responses": {**_responses("200", {"type": "string", "format": "binary"}, ("404",)),
+                          "200": {"description": "The report file.", "content": {
+                              media: {"schema": {"type": "string", "format": "binary"}}
+                              for media in ("application/json", "text/html", "application/pdf", "application/zip")}}},
+        }},
         "/cases/{reference}/custody": _get("The custody log and whether its hash chain verifies (a custody event).", [_REF],
                                            _ok({"custody": {"type": "object", "required": ["intact", "events", "log"],
                                                             "properties": {"intact": {"type": "boolean"},

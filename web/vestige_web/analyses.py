@@ -1,0 +1,76 @@
+"""Analyses: launching one on a case (with a choice of detectors) and its live progress.
+
+Launching goes through the core's :func:`vestige.analyses.request_analysis`
+and the job dispatcher, exactly as ``vestige analyze`` does: tasks go to the
+broker when workers serve their queues. On the embedded default with no
+``vestige worker`` running, the analysis runs in a background thread of the
+web process instead, so ``vestige serve`` alone can work a case end to end;
+the page polls its progress either way.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
+
+from vestige.analyses import request_analysis, tasks_of
+from vestige.db.models import Analysis, Case
+from vestige.errors import ConflictError
+from vestige.plugins import select_detectors
+from vestige.workspace import Workspace
+from vestige_web.access import find_case, require_act
+from vestige_web.auth import require_login
+from vestige_web.evidence import case_analyses
+from vestige_web.extensions import vestige
+
+bp = Blueprint("analyses", __name__)
+bp.before_request(require_login)
+
+
+def _run_in_background(workspace: Workspace, analysis_id: int) -> threading.Thread:
+    from vestige.jobs.dispatch import run_in_process
+
+    thread = threading.Thread(target=run_in_process, args=(workspace, analysis_id), kwargs={"worker": "web-in-process"},
+                              name=f"vestige-analysis-{analysis_id}", daemon=True)
+    thread.start()
+    return thread
+
+
+def launch_analysis(case: Case, names: Sequence[str], *, robustness: bool) -> tuple[Analysis, str]:
+    """Request an analysis of ``case`` by the current user and start it; returns it and where it runs."""
+    from vestige.jobs.celery_app import create_celery_app
+    from vestige.jobs.dispatch import enqueue_tasks, workers_for
+    from vestige.jobs.settings import uses_embedded_broker
+
+    session, workspace = vestige.session, vestige.workspace
+    require_act(session, g.user, case, "analyse it")
+    if not any(image.origin == "evidence" for image in case.images):
+        raise ConflictError(f"Case {case.reference} has no evidence images to analyse yet; add some first.")
+    detectors = select_detectors(vestige.pm, [n for n in names if n])
+    analysis = request_analysis(workspace, session, case, detectors, pm=vestige.pm, actor=g.user.username,
+                                robustness=robustness)
+    tasks = tasks_of(session, analysis)
+    session.commit()
+    config = workspace.config
+    if uses_embedded_broker(config) and not workers_for(config, sorted({t.queue for t in tasks})):
+        _run_in_background(workspace, analysis.id)
+        return analysis, "web process"
+    enqueue_tasks(create_celery_app(config), tasks)
+    return analysis, "workers"
+
+
+@bp.post("/cases/<path:reference>/analyses")
+def launch(reference: str) -> object:
+    case = find_case(vestige.session, g.user, reference)
+    analysis, where = launch_analysis(case, request.form.getlist("detectors"), robustness=bool(request.form.get("robustness")))
+    flash(f"Analysis {analysis.id} started ({where}); its progress shows below.", "info")
+    return redirect(url_for("cases.show", reference=case.reference) + "#analyses")
+
+
+@bp.get("/cases/<path:reference>/analyses.json")
+def progress(reference: str) -> object:
+    """What the case page polls for live progress; status only, so not a custody event."""
+    case = find_case(vestige.session, g.user, reference)
+    return jsonify({"ok": True, "analyses": case_analyses(vestige.session, case)})
