@@ -1,4 +1,8 @@
-"""The built-in metadata detector: generator signatures say synthetic; nothing ever says real."""
+"""The built-in metadata detector: generator metadata and the shape of the finding.
+
+Content Credentials, watermarks and camera signs have files of their own
+(``test_metadata_c2pa.py``, ``test_metadata_watermarks.py``, ``test_metadata_camera.py``).
+"""
 
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ CASES = [
 
 @pytest.mark.parametrize(("what", "data", "label", "source"), CASES, ids=[c[0] for c in CASES])
 def test_metadata_findings(what, data, label, source):
-    finding = run_detector(MetadataDetector(), [make_input(data, name=what)])[0]
+    finding = run_detector(MetadataDetector(trust_anchors=""), [make_input(data, name=what)])[0]
     assert finding.error is None
     assert finding.label == label
     assert finding.source == source
@@ -69,13 +73,23 @@ def test_metadata_findings(what, data, label, source):
 
 
 def test_evidence_names_what_was_found():
-    finding = run_detector(MetadataDetector(), [make_input(CASES[0][1], name="a1111")])[0]
-    assert finding.evidence["generator_model"] == "sd15"
+    detector = MetadataDetector(trust_anchors="")
+    finding = run_detector(detector, [make_input(CASES[0][1], name="a1111")])[0]
+    assert finding.evidence["generator_metadata"]["generator_model"] == "sd15"
     assert finding.evidence["signals"] == ["text chunk written by automatic1111"]
-    camera = run_detector(MetadataDetector(), [make_input(CASES[6][1], name="camera")])[0]
-    assert camera.evidence["camera_exif"] is True and camera.evidence["camera_make"] == "Canon"
-    xmp = run_detector(MetadataDetector(), [make_input(CASES[5][1], name="xmp")])[0]
-    assert xmp.evidence["digital_source_type"] == "trainedAlgorithmicMedia"
+    camera = run_detector(detector, [make_input(CASES[6][1], name="camera")])[0]
+    assert camera.evidence["camera"]["camera_make"] == "Canon"
+    assert camera.evidence["camera"]["signs"] == ["camera EXIF Canon EOS R5"]
+    xmp = run_detector(detector, [make_input(CASES[5][1], name="xmp")])[0]
+    assert xmp.evidence["generator_metadata"]["digital_source_type"] == "trainedAlgorithmicMedia"
+
+
+def test_evidence_stays_bounded():
+    long_parameters = "a cat " * 5000 + "\nSteps: 20, Sampler: Euler a, Model: sd15"
+    data = png_with_text(parameters=long_parameters, **{f"k{i}": "v" for i in range(50)})
+    finding = run_detector(MetadataDetector(trust_anchors=""), [make_input(data, name="long")])[0]
+    assert len(json.dumps(finding.to_dict())) < 8000
+    assert len(finding.evidence["generator_metadata"]["text_chunks"]) == 20
 
 
 def test_detect_is_deterministic_and_stores_nothing(vestige, tmp_path, config):
@@ -96,3 +110,4 @@ def test_detect_reports_an_unreadable_file_in_one_line(vestige, tmp_path):
     result = vestige("detect", bad)
     assert result.exit_code == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "bad.jpg" in result.stderr
+

@@ -1,138 +1,117 @@
-"""The metadata detector: generator signatures in text chunks, XMP and EXIF."""
+"""The metadata detector: what the file itself says about where it came from.
+
+It reads four things (see ``docs/metadata.md``): C2PA Content Credentials,
+the invisible watermarks of Stable Diffusion, generator metadata (text
+chunks, XMP ``DigitalSourceType``, EXIF ``Software``) and signs of camera
+originality. The finding is
+
+- ``synthetic``, with the named source, when a signal that a generator left
+  says so: an intact C2PA manifest declaring generative AI, a watermark
+  above its threshold, or a generator's metadata;
+- ``real`` only when provenance is cryptographically asserted: an intact
+  manifest whose signer chains to one of the lab's trust anchors, declaring a
+  camera capture and no generative step, with no signal to the contrary;
+- ``unknown`` otherwise, with everything found listed in the evidence.
+"""
 
 from __future__ import annotations
 
 import io
-import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
-from PIL import ExifTags, Image
+from PIL import Image
 
-from vestige.plugin import Detector, Finding, ImageInput
+from vestige.plugin import Detector, Finding, ImageInput, load_configuration
+from vestige_metadata.camera import read_camera_signs
+from vestige_metadata.content_credentials import (
+    ContentCredentials,
+    load_trust_anchors,
+    make_context,
+    read_content_credentials,
+)
+from vestige_metadata.generator_tags import read_generator_tags
+from vestige_metadata.watermarks import read_watermarks
 
-IPTC_SOURCE_TYPES = "http://cv.iptc.org/newscodes/digitalsourcetype/"
-#: IPTC digital source types that declare generative-AI involvement.
-SYNTHETIC_SOURCE_TYPES = {
-    "trainedAlgorithmicMedia",
-    "compositeWithTrainedAlgorithmicMedia",
-    "algorithmicMedia",
-    "compositeSynthetic",
-}
-_SOURCE_TYPE = re.compile(r"DigitalSourceType[^A-Za-z]{0,40}?(?:https?://cv\.iptc\.org/newscodes/digitalsourcetype/)?([A-Za-z]+)")
-_XMP_PACKET = re.compile(rb"<x:xmpmeta.*?</x:xmpmeta>", re.S)
-#: Substrings of EXIF Software / text values that name a generator, and the source reported.
-SOFTWARE_SIGNATURES = {
-    "stable diffusion": "stable-diffusion",
-    "novelai": "novelai",
-    "midjourney": "midjourney",
-    "dall-e": "dall-e",
-    "dall·e": "dall-e",
-    "firefly": "adobe-firefly",
-    "comfyui": "comfyui",
-    "invokeai": "invokeai",
-    "automatic1111": "automatic1111",
-}
-_A1111_MODEL = re.compile(r"Model: ([^,\n]+)")
-_TEXT_LIMIT = 400
-
-
-def _clip(value: str) -> str:
-    return value if len(value) <= _TEXT_LIMIT else value[:_TEXT_LIMIT] + "…"
-
-
-def _text_chunks(image: Image.Image) -> dict[str, str]:
-    chunks = {}
-    for key, value in (image.info or {}).items():
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        if isinstance(value, str):
-            chunks[str(key)] = value
-    return chunks
-
-
-def _generator_from_text(chunks: dict[str, str]) -> tuple[str | None, dict[str, Any]]:
-    """Which generator wrote these text chunks, with the evidence kept short."""
-    if "parameters" in chunks and ("Steps:" in chunks["parameters"] or "Sampler:" in chunks["parameters"]):
-        model = _A1111_MODEL.search(chunks["parameters"])
-        return "automatic1111", {"text_chunk": "parameters", "generator_model": model.group(1).strip() if model else None,
-                                 "parameters": _clip(chunks["parameters"])}
-    if "workflow" in chunks or ("prompt" in chunks and chunks["prompt"].lstrip().startswith("{")):
-        return "comfyui", {"text_chunk": "workflow" if "workflow" in chunks else "prompt"}
-    for key in ("invokeai_metadata", "invokeai_graph", "sd-metadata", "Dream"):
-        if key in chunks:
-            return "invokeai", {"text_chunk": key}
-    if chunks.get("Software", "").lower().startswith("novelai") or chunks.get("Source", "").lower().startswith("novelai"):
-        evidence: dict[str, Any] = {"text_chunk": "Software"}
-        try:
-            comment = json.loads(chunks.get("Comment", "{}"))
-            evidence["generator_model"] = comment.get("model") if isinstance(comment, dict) else None
-        except json.JSONDecodeError:
-            pass
-        return "novelai", evidence
-    return None, {}
-
-
-def _software_signature(value: str) -> str | None:
-    lowered = value.lower()
-    return next((source for needle, source in SOFTWARE_SIGNATURES.items() if needle in lowered), None)
-
-
-def _source_type(data: bytes, chunks: dict[str, str]) -> str | None:
-    texts = [m.decode("utf-8", "replace") for m in _XMP_PACKET.findall(data[:4 * 2**20])]
-    texts += [v for k, v in chunks.items() if "xmp" in k.lower()]
-    for text in texts:
-        match = _SOURCE_TYPE.search(text)
-        if match:
-            return match.group(1)
-    return None
+_MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
+                "GIF": "image/gif", "HEIF": "image/heif", "AVIF": "image/avif", "BMP": "image/bmp"}
 
 
 class MetadataDetector(Detector):
     name = "metadata"
-    version = "0.1.0"
+    version = "0.2.0"
     kind = "provenance"
-    description = "Generator signatures in the file's metadata (text chunks, XMP DigitalSourceType, EXIF)."
+    description = "Content Credentials (C2PA), Stable Diffusion watermarks, generator metadata and camera EXIF."
     device = "cpu"
     batch_size = 64
 
+    def __init__(self, *, trust_anchors: str | None = None) -> None:
+        """``trust_anchors`` (a PEM file) overrides ``[provenance] trust_anchors`` of the configuration."""
+        self._trust_anchors_path = trust_anchors
+        self._context = None
+        self._anchors_configured = False
+
+    def load(self, device: str = "cpu") -> None:
+        """Read the trust anchors and make the c2pa context once per process."""
+        path = self._trust_anchors_path
+        if path is None:
+            path = load_configuration().provenance.trust_anchors
+        pem = load_trust_anchors(path)
+        self._context = make_context(pem)
+        self._anchors_configured = pem is not None
+
     def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        if self._context is None:
+            self.load()
         return [self._analyze_one(item) for item in batch]
 
     def _analyze_one(self, item: ImageInput) -> Finding:
-        with Image.open(io.BytesIO(item.data)) as image:
-            chunks = _text_chunks(image)
-            exif = image.getexif()
-        software = str(exif.get(ExifTags.Base.Software, "") or "").strip()
-        make = str(exif.get(ExifTags.Base.Make, "") or "").strip()
-        model = str(exif.get(ExifTags.Base.Model, "") or "").strip()
+        with Image.open(io.BytesIO(item.data)) as opened:
+            exif = opened.getexif()
+            raw_exif = opened.info.get("exif")
+            tags = read_generator_tags(item.data, opened, exif)
+        credentials = read_content_credentials(item.data, _MEDIA_TYPES.get(item.format.upper()), self._context,
+                                               anchors_configured=self._anchors_configured)
+        watermarks = read_watermarks(item.image)
+        camera = read_camera_signs(item.data, item.image, exif, raw_exif if isinstance(raw_exif, bytes) else None)
+
+        signals = credentials.signals + watermarks.signals + tags.signals
         evidence: dict[str, Any] = {
-            "text_chunks": sorted(chunks)[:20],
-            "exif_software": software or None,
-            "camera_make": make or None,
-            "camera_model": model or None,
+            "signals": signals,
+            "content_credentials": credentials.evidence,
+            "watermarks": watermarks.evidence,
+            "generator_metadata": tags.evidence,
+            "camera": camera,
         }
-        signals: list[str] = []
-
-        source, text_evidence = _generator_from_text(chunks)
-        if source:
-            signals.append(f"text chunk written by {source}")
-            evidence.update(text_evidence)
-        source_type = _source_type(item.data, chunks)
-        evidence["digital_source_type"] = source_type
-        if source_type in SYNTHETIC_SOURCE_TYPES:
-            signals.append(f"IPTC DigitalSourceType {source_type}")
-        software_source = _software_signature(software) if software else None
-        if software_source:
-            signals.append(f"EXIF Software {software!r}")
-            source = source or software_source
-        evidence["signals"] = signals
-
+        trusted_capture = credentials.state == "Trusted" and self._anchors_configured and credentials.declares_capture
+        if signals and trusted_capture:
+            # Signed camera pixels that also carry a generator's signature: one of them lies; say so, pick neither.
+            evidence["why_unknown"] = ("a C2PA manifest signed by a trusted signer declares a camera capture, "
+                                       "and other signals say synthetic: they conflict")
+            return self.finding(label="unknown", source=None, scores={}, evidence=evidence)
         if signals:
-            return self.finding(
-                label="synthetic", source=source, scores={"synthetic": 1.0}, confidence=None, evidence=evidence
-            )
-        # Camera EXIF is a sign, not proof: it is easily copied onto any file.
-        evidence["camera_exif"] = bool(make or model)
-        return self.finding(label="unknown", source=None, scores={}, confidence=None, evidence=evidence)
+            source = (credentials.source if credentials.signals else None) or watermarks.source or tags.source
+            return self.finding(label="synthetic", source=source, scores={"synthetic": 1.0}, evidence=evidence)
+        if trusted_capture:
+            declared = credentials.evidence["digital_source_type"]
+            evidence["signals"] = [f"C2PA manifest signed by a trusted signer declares {declared}"]
+            return self.finding(label="real", source=None, scores={"real": 1.0}, evidence=evidence)
+        evidence["why_unknown"] = _why_unknown(credentials, camera)
+        return self.finding(label="unknown", source=None, scores={}, evidence=evidence)
+
+
+def _why_unknown(credentials: ContentCredentials, camera: dict[str, Any]) -> str:
+    """One sentence saying why nothing here settles the question."""
+    if credentials.state == "Invalid":
+        return "a C2PA manifest is present but fails validation, so it proves nothing"
+    if credentials.evidence.get("read_error"):
+        return "the c2pa library could not parse the file, so whether it holds Content Credentials is not known"
+    if credentials.declares_capture and credentials.state == "Valid":
+        return "a C2PA manifest declares a camera capture, but its signer chains to no configured trust anchor"
+    if credentials.declares_capture:
+        return "a C2PA manifest declares a camera capture, but it is not trusted"
+    if camera["thumbnail_mismatch"]:
+        return "the EXIF thumbnail does not match the picture: the pixels changed after the thumbnail was written"
+    if camera["signs"]:
+        return "camera EXIF is present, but EXIF is easily copied; no signed provenance"
+    return "no generator signal and no signed provenance"
