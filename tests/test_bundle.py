@@ -137,6 +137,10 @@ def test_a_byte_flipped_in_the_zip_file_itself_is_named(vestige, bundle, keyed):
     bundle.write_bytes(bytes(raw))
     result = vestige("verify", bundle, "--public-key", keyed)
     assert result.exit_code == 1 and f"FAIL {member}: is damaged inside the zip" in result.stderr
+    as_json = vestige("verify", bundle, "--public-key", keyed, "--json")
+    report = json.loads(as_json.stdout)
+    assert as_json.exit_code == 1 and report["ok"] is False
+    assert [p["file"] for p in report["problems"]] == [member]  # named once, not again as "missing"
 
 
 def test_a_file_added_after_signing_and_another_signer_are_rejected(vestige, bundle, keyed, tmp_path):
