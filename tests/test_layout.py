@@ -47,6 +47,8 @@ def test_the_wheel_ships_the_three_roots_and_the_migrations(tmp_path):
     assert "vestige/migrations/env.py" in names
     assert any(n.startswith("vestige/migrations/versions/0001_") for n in names)
     assert "vestige_metadata/__init__.py" in names and "vestige_web/__init__.py" in names
+    # Data files the reports need at run time: the JSON Schema and the HTML template.
+    assert {"vestige/reports/schema/report-v1.json", "vestige/reports/templates/report.html.j2"} <= set(names)
     assert not any(n.startswith(("platform/", "plugins/", "web/")) for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "metadata = vestige_metadata" in zipfile.ZipFile(wheel).read(entry_points).decode()
