@@ -1,4 +1,4 @@
-"""The built-in metadata detector: generator metadata and the shape of the finding.
+"""The built-in metadata detector: generator metadata, the shape of the finding, and its report section.
 
 Content Credentials, watermarks and camera signs have files of their own
 (``test_metadata_c2pa.py``, ``test_metadata_watermarks.py``, ``test_metadata_camera.py``).
@@ -12,9 +12,16 @@ import json
 import pytest
 from PIL import PngImagePlugin
 
+from analysedcase import REFERENCE, add_finished_analysis, make_evidence
 from conftest import photo
+from vestige.cases import get_case
 from vestige.detect import make_input, run_detector
-from vestige_metadata import MetadataDetector
+from vestige.plugin import Finding, ReportSection
+from vestige.plugins import get_plugin_manager
+from vestige.reports.casereport import build_case_report
+from vestige.reports.jsonreport import report_problems
+from vestige.workspace import Workspace
+from vestige_metadata import MetadataDetector, vestige_report_sections
 
 
 def png_with_text(**chunks: str) -> bytes:
@@ -111,3 +118,56 @@ def test_detect_reports_an_unreadable_file_in_one_line(vestige, tmp_path):
     assert result.exit_code == 1
     assert len(result.stderr.strip().splitlines()) == 1 and "bad.jpg" in result.stderr
 
+
+def verdict(label: str, source: str | None, evidence: dict, **fields) -> Finding:
+    return Finding(detector=fields.pop("detector", "metadata"), detector_version="0.2.0", label=label, source=source,
+                   evidence=evidence, **fields)
+
+
+def test_report_section_summarises_the_metadata_verdicts():
+    findings = run_detector(MetadataDetector(trust_anchors=""), [make_input(CASES[0][1], name="a.png"),
+                                                                 make_input(CASES[6][1], name="b.jpg")])
+    other = verdict("synthetic", "stylegan2", {}, detector="fingerprint")
+    sections = vestige_report_sections(verdicts=[*findings, other])
+    assert len(sections) == 1 and isinstance(sections[0], ReportSection)
+    section = sections[0]
+    assert section.title == "Provenance metadata"
+    assert section.data["counts"] == {"synthetic": 1, "unknown": 1}
+    rows = section.data["images"]
+    assert [(r["label"], r["source"]) for r in rows] == [("synthetic", "automatic1111"), ("unknown", None)]
+    assert rows[0]["signals"] == ["text chunk written by automatic1111"]
+    assert rows[1]["camera"] == "Canon EOS R5"
+    assert "1 synthetic, 1 unknown" in section.html and "stylegan2" not in section.html
+    json.dumps(section.data)  # the canonical JSON report embeds it
+
+
+def test_report_section_reads_stored_verdicts_and_escapes_what_files_say():
+    stored = {"detector": "metadata", "image_id": 7, "label": "unknown", "source": None, "error": None,
+              "evidence": {"signals": [], "why_unknown": "<script>alert(1)</script>",
+                           "content_credentials": {"present": True, "validation_state": "Invalid",
+                                                   "signer": {"common_name": "Evil & Co"}}}}
+    section = vestige_report_sections(verdicts=[stored])[0]
+    assert section.data["images"][0]["image"] == 7 and section.data["images"][0]["c2pa"] == "Invalid"
+    assert "<script>" not in section.html and "&lt;script&gt;" in section.html and "Evil &amp; Co" in section.html
+
+
+@pytest.mark.parametrize("verdicts", [[], [verdict("synthetic", "x", {}, detector="fingerprint")], "not verdicts"],
+                         ids=["none", "other detectors only", "not a list of verdicts"])
+def test_no_metadata_verdicts_no_section(verdicts):
+    assert vestige_report_sections(verdicts=verdicts) == []
+
+
+def test_the_section_appears_in_a_case_report(vestige, make_photo, config):
+    make_evidence(vestige, make_photo)
+    workspace = Workspace.open(config)
+    try:
+        add_finished_analysis(workspace)
+        with workspace.db.session() as session:
+            document = build_case_report(session, get_case(session, REFERENCE), config=config,
+                                         pm=get_plugin_manager(), actor="tester")
+    finally:
+        workspace.close()
+    sections = [s for s in document["sections"] if s["plugin"] == "metadata"]
+    assert [(s["title"], s["error"]) for s in sections] == [("Provenance metadata", None)]
+    assert sections[0]["data"]["counts"] == {"synthetic": 2, "unknown": 1}
+    assert report_problems(document) == []
