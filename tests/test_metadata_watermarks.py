@@ -10,6 +10,8 @@ and by halving the size.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -115,3 +117,19 @@ def test_small_images_are_not_checked():
     finding = run_detector(MetadataDetector(trust_anchors=""), [make_input(encode(photo(1), "PNG"), name="s.png")])[0]
     assert finding.evidence["watermarks"]["checked"] is False
     assert "marks" not in finding.evidence["watermarks"]
+
+
+def test_decoding_does_not_import_torch(tmp_path):
+    # imwatermark's package imports torch for another method; the detector loads only the dwtDct codec.
+    image = tmp_path / "marked.png"
+    image.write_bytes(encode(SD_V1_IMAGE, "PNG"))
+    script = (
+        "import sys\n"
+        "from vestige.detect import make_input, run_detector\n"
+        "from vestige_metadata import MetadataDetector\n"
+        f"data = open({str(image)!r}, 'rb').read()\n"
+        "finding = run_detector(MetadataDetector(trust_anchors=''), [make_input(data, name='m.png')])[0]\n"
+        "print(finding.source, 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.split() == ["stable-diffusion-v1", "False"]

@@ -22,9 +22,11 @@ in. A missing mark says nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,13 +98,32 @@ def decoded_band(rgb: np.ndarray) -> tuple[np.ndarray, int]:
     return rgb[start:start + rows], first_block_row
 
 
+@cache
+def _dwt_dct_codec() -> type:
+    """invisible-watermark's ``dwtDct`` codec class (``EmbedMaxDct``), the one ``WatermarkDecoder`` calls.
+
+    ``import imwatermark`` imports torch for its rivaGan method: seconds, and
+    torch in every CPU worker, for a method never used here. The codec's own
+    module needs only numpy, OpenCV and PyWavelets, so it is loaded from the
+    installed package's file when that file is where it is expected.
+    """
+    spec = importlib.util.find_spec("imwatermark")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    path = Path(locations[0]) / "maxDct.py" if locations else None
+    if path is None or not path.is_file():
+        from imwatermark.maxDct import EmbedMaxDct
+
+        return EmbedMaxDct
+    module_spec = importlib.util.spec_from_file_location("vestige_metadata._imwatermark_maxdct", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.EmbedMaxDct
+
+
 def _decode(band: np.ndarray, first_block_row: int, n_bits: int, order: str) -> np.ndarray:
     """The mark's bits as the decoder reads them from ``band``, realigned to the whole image."""
-    # Imported here: the package imports torch (for another method), seconds that only a detection should pay.
-    from imwatermark import WatermarkDecoder
-
     pixels = band[:, :, ::-1] if order == "bgr" else band  # the decoder takes BGR
-    bits = WatermarkDecoder("bits", n_bits).decode(np.ascontiguousarray(pixels), "dwtDct")
+    bits = _dwt_dct_codec()(watermarks=[], wmLen=n_bits).decode(np.ascontiguousarray(pixels))
     blocks_per_row = (band.shape[1] // 4 * 4 // 2) // 4
     return np.roll(np.asarray(bits, dtype=np.uint8), first_block_row * blocks_per_row % n_bits)
 
