@@ -211,3 +211,26 @@ def test_api_conforms_to_its_openapi_document(app, lab):
             case.call_and_validate(headers=headers)
 
         check()
+
+
+def test_concurrent_views_each_extend_the_custody_chain(app, lab, workspace):
+    """Views from many threads at once: every one answered and recorded, the chain intact."""
+    import threading
+
+    from test_web import custody_actions
+
+    image = lab.images["CASE-A"][0]
+    statuses: list[int] = []
+
+    def view() -> None:
+        client = app.test_client()
+        for _ in range(5):
+            statuses.append(client.get(f"/api/v1/images/{image}", headers=bearer(lab, "alice")).status_code)
+
+    threads = [threading.Thread(target=view) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 40
+    assert [a for _, a in custody_actions(workspace, "CASE-A")].count("image.viewed") == 40

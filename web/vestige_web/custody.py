@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Blueprint, g, render_template
+from sqlalchemy.orm import Session
 
 from vestige.custody import list_events, record_event, verify_chain
 from vestige.db.models import Case
 from vestige_web.access import find_case
 from vestige_web.auth import require_login
+from vestige_web.errors import is_api_request
 from vestige_web.extensions import vestige
 
 bp = Blueprint("custody", __name__)
@@ -25,11 +28,31 @@ def record_view(case: Case, action: str, details: dict[str, Any] | None = None) 
     (``image.exported``, ``report.exported``); the ``via`` detail says
     whether through the pages or the API.
     """
-    from flask import request
+    session = vestige.session
+    session.commit()  # end this request's reads: the event is written in a transaction of its own
+    take_write_lock(session, case)
+    via = "api" if is_api_request() else "web"
+    record_event(session, case, actor=g.user.username, action=action, details={**(details or {}), "via": via})
+    session.commit()
 
-    via = "api" if request.blueprint == "api" else "web"
-    record_event(vestige.session, case, actor=g.user.username, action=action, details={**(details or {}), "via": via})
-    vestige.session.commit()
+
+def take_write_lock(session: Session, case: Case) -> None:
+    """Lock the case before its chain head is read, on SQLite as on PostgreSQL.
+
+    ``record_event`` reads the head with ``SELECT ... FOR UPDATE``, which
+    SQLite ignores, and pysqlite runs that read before its write transaction
+    begins: two concurrent views could read the same head and the second
+    insert would break the unique (case, seq). A no-op UPDATE of the case row
+    first takes SQLite's write lock (PostgreSQL's row lock), so the head read
+    next is the latest and stays so until commit. The refresh matters on both
+    backends: ``record_event``'s select returns the session's already-loaded
+    Case with its old head unless the object is reloaded.
+    """
+    session.execute(
+        sa.update(Case).where(Case.id == case.id).values(custody_count=Case.custody_count)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(case)
 
 
 def custody_state(case: Case) -> dict[str, Any]:

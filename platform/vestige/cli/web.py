@@ -1,4 +1,4 @@
-"""``vestige serve``, ``vestige user ...``, ``vestige token ...`` and ``vestige case member ...``."""
+"""``vestige serve``, ``vestige user ...``, ``vestige token ...``, ``vestige case member ...`` and ``vestige bench web``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import click
 
 from vestige.cases import get_case
 from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
+from vestige.cli.bench import bench_group
 from vestige.cli.cases import by_option, case_group
 from vestige.db.models import CASE_ROLES, ROLES
 from vestige.errors import InvalidInputError
@@ -156,3 +157,19 @@ def member_list(state: State, reference: str, as_json: bool) -> None:
         echo_json([{"user": name, "role": role} for name, role in rows])
     else:
         echo_table(rows, ["user", "role"])
+
+
+@bench_group.command("web")
+@click.option("--clients", default=50, show_default=True, type=click.IntRange(1, 200))
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(1, 600))
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32),
+              help="gunicorn worker processes (werkzeug's threaded server when gunicorn is not installed).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/web.json"), show_default=True)
+def bench_web(clients: int, seconds: float, workers: int, out: Path) -> None:
+    """CLIENTS concurrent API clients on loopback for SECONDS against the case list and the image JSON."""
+    from vestige.benchmarks import write_result
+    from vestige_web.bench import run_web_benchmark
+
+    result = run_web_benchmark(clients=clients, seconds=seconds, workers=workers)
+    write_result(out, result)
+    echo_json(result)
