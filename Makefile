@@ -36,6 +36,12 @@ demo: install
 	run custody verify DEMO-2026-0001; \
 	run plugins; \
 	run detect $(DEMO)/incoming/generator-metadata.png $(DEMO)/incoming/photos/astronaut.jpg; \
+	echo; echo "# a worker on the embedded broker (no server), log in $(DEMO)/worker.log:"; \
+	$$V worker --concurrency 2 >$(DEMO)/worker.log 2>&1 & WORKER=$$!; trap 'kill $$WORKER 2>/dev/null || true' EXIT; \
+	for i in $$(seq 150); do ls $(DEMO)/workers/*.json >/dev/null 2>&1 && break; sleep 0.2; done; \
+	run analyze DEMO-2026-0001 --robustness --wait; \
+	kill $$WORKER; wait $$WORKER || true; \
+	: "reports: vestige report DEMO-2026-0001 ... goes here, after the analysis"; \
 	echo; echo "demo data is in $(DEMO); try: VESTIGE_DATA_DIR=$(DEMO) $(BIN)/vestige --help"
 
 test: install
