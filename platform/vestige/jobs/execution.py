@@ -52,13 +52,15 @@ def _claim(workspace: Workspace, task_id: int, worker: str) -> AnalysisTask | No
         task = session.get(AnalysisTask, task_id)
         if task is None:
             raise NotFoundError(f"analysis task {task_id} does not exist (its analysis was deleted?)")
-        if task.status in FINISHED:
-            return None
-        session.execute(
-            sa.update(AnalysisTask).where(AnalysisTask.id == task_id)
+        # Conditional, so a duplicate delivery arriving just after another
+        # worker finished the task cannot set it back to running.
+        claimed = session.execute(
+            sa.update(AnalysisTask).where(AnalysisTask.id == task_id, AnalysisTask.status.notin_(FINISHED))
             .values(status="running", worker=worker, attempts=AnalysisTask.attempts + 1, started_at=_now())
             .execution_options(synchronize_session=False)
-        )
+        ).rowcount
+        if not claimed:
+            return None
         mark_started(session, task.analysis_id)
         session.flush()
         session.refresh(task)
