@@ -6,6 +6,7 @@ Content Credentials, watermarks and camera signs have files of their own
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 
@@ -171,3 +172,11 @@ def test_the_section_appears_in_a_case_report(vestige, make_photo, config):
     assert [(s["title"], s["error"]) for s in sections] == [("Provenance metadata", None)]
     assert sections[0]["data"]["counts"] == {"synthetic": 2, "unknown": 1}
     assert report_problems(document) == []
+
+
+def test_one_odd_file_does_not_cost_its_batch_their_findings():
+    good = make_input(CASES[0][1], name="good.png")
+    odd = dataclasses.replace(make_input(CASES[1][1], name="odd.png"), data=b"not an image any more")
+    findings = run_detector(MetadataDetector(trust_anchors=""), [good, odd, good])
+    assert [f.label for f in findings] == ["synthetic", "unknown", "synthetic"]
+    assert findings[0].error is None and findings[1].error.startswith("UnidentifiedImageError")

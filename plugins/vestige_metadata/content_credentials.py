@@ -151,8 +151,12 @@ def read_content_credentials(data: bytes, media_type: str | None, context: c2pa.
         return ContentCredentials(evidence=evidence)
     if reader is None:
         return ContentCredentials(evidence=evidence)
-    with reader:
-        store = json.loads(reader.json())
+    try:
+        with reader:
+            store = json.loads(reader.json())
+    except c2pa.C2paError as exc:
+        evidence.update(present=None, read_error=clip_text(str(exc), 200))
+        return ContentCredentials(evidence=evidence)
     label = store.get("active_manifest")
     manifest = (store.get("manifests") or {}).get(label) or {}
     state = store.get("validation_state")

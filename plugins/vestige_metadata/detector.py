@@ -63,7 +63,15 @@ class MetadataDetector(Detector):
     def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
         if self._context is None:
             self.load()
-        return [self._analyze_one(item) for item in batch]
+        return [self._analyze_isolated(item) for item in batch]
+
+    def _analyze_isolated(self, item: ImageInput) -> Finding:
+        # One odd file must not cost the other images of its batch their findings.
+        try:
+            return self._analyze_one(item)
+        except Exception as exc:  # recorded on this image's finding, as the platform does for a batch
+            message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
+            return self.finding(label="unknown", source=None, scores={}, evidence={}, error=message)
 
     def _analyze_one(self, item: ImageInput) -> Finding:
         with Image.open(io.BytesIO(item.data)) as opened:

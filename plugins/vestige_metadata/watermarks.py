@@ -36,6 +36,8 @@ from PIL import Image
 CHANCE_LIMIT = 1e-6
 #: The decoder refuses (and the encoders never mark) images below this many pixels.
 MIN_PIXELS = 256 * 256
+#: A side shorter than this holds no whole decoder block row or column worth reading.
+MIN_SIDE = 16
 #: At most this many pixels are decoded: a full-width band through the middle.
 #: A million pixels give each bit of the 136-bit mark over a hundred votes.
 MAX_DECODED_PIXELS = 2**20
@@ -135,8 +137,8 @@ def read_watermarks(image: Image.Image) -> WatermarkReading:
         "method": "invisible-watermark dwtDct",
         "caveat": "forgeable by anyone with the public encoder; erased by resizing and 4:2:0 JPEG; absence proves nothing",
     }
-    if width * height < MIN_PIXELS:
-        evidence.update(checked=False, reason="smaller than 256×256 pixels, which these marks need")
+    if width * height < MIN_PIXELS or min(width, height) < MIN_SIDE:
+        evidence.update(checked=False, reason="smaller than 256×256 pixels (or narrower than 16), which these marks need")
         return WatermarkReading(evidence=evidence)
     band, first_block_row = decoded_band(np.asarray(image.convert("RGB")))
     evidence.update(checked=True, decoded_rows=[first_block_row * _ROWS_PER_BLOCK_ROW,
