@@ -41,3 +41,21 @@ def bench_neardup(state: State, count: int, queries: int, radius: int, out: Path
     result = run_neardup_benchmark(count=count, queries=queries, radius=radius)
     write_result(out, result)
     echo_json(result)
+
+
+@bench_group.command("analyze")
+@click.option("--n", "count", default=1000, show_default=True, help="Number of JPEGs.")
+@click.option("--size", default=256, show_default=True, help="Side of the square images.")
+@click.option("--redis", "redis_url", default="redis://127.0.0.1:6379/0", show_default=True,
+              help="Redis to measure too (skipped when unreachable).")
+@click.option("--workers", type=int, default=None, help="Worker processes for the throughput runs (default: CPUs).")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/analyze.json"), show_default=True)
+@pass_state
+def bench_analyze(state: State, count: int, size: int, redis_url: str, workers: int | None, out: Path) -> None:
+    """Analyse N generated JPEGs with the CPU detectors: in-process, embedded broker, Redis; queue overhead per image."""
+    from vestige.analysis_benchmark import run_analysis_benchmark
+    from vestige.benchmarks import write_result
+
+    result = run_analysis_benchmark(count=count, size=size, redis_url=redis_url, workers=workers)
+    write_result(out, result)
+    echo_json(result)
