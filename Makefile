@@ -41,7 +41,15 @@ demo: install
 	for i in $$(seq 150); do ls $(DEMO)/workers/*.json >/dev/null 2>&1 && break; sleep 0.2; done; \
 	run analyze DEMO-2026-0001 --robustness --wait; \
 	kill $$WORKER; wait $$WORKER || true; \
-	: "reports: vestige report DEMO-2026-0001 ... goes here, after the analysis"; \
+	echo; echo "# reports, each kept as a blob and logged in the custody chain; the bundle is signed with the lab key:"; \
+	run keys init; \
+	for f in json html pdf; do run report DEMO-2026-0001 --format $$f --out $(DEMO)/report.$$f; done; \
+	run report DEMO-2026-0001 --format bundle --out $(DEMO)/DEMO-2026-0001-evidence.zip; \
+	run keys export --out $(DEMO)/lab-public-key.pem; \
+	run verify $(DEMO)/DEMO-2026-0001-evidence.zip --public-key $(DEMO)/lab-public-key.pem; \
+	run custody verify DEMO-2026-0001; \
+	echo; echo "reports: $(DEMO)/report.html, $(DEMO)/report.pdf, $(DEMO)/report.json"; \
+	echo "evidence bundle: $(DEMO)/DEMO-2026-0001-evidence.zip (check it anywhere: vestige verify BUNDLE --public-key $(DEMO)/lab-public-key.pem)"; \
 	echo; echo "demo data is in $(DEMO); try: VESTIGE_DATA_DIR=$(DEMO) $(BIN)/vestige --help"
 
 test: install
