@@ -16,6 +16,7 @@ from vestige.db.models import Analysis, AnalysisTask, CustodyEvent, Image, Pertu
 from vestige.jobs.execution import run_analysis_task
 from vestige.jobs.worker_process import ProcessState
 from vestige.robustness import PROBES
+from vestige.verdicts import decode_embedding
 from vestige.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +64,12 @@ def test_analyze_wait_without_a_worker_runs_in_process_and_stores_each_verdict_o
         assert len(tasks_of(session, analysis)) == 3 * 2  # three detectors, chunks of two images
         verdicts = session.execute(sa.select(Verdict).where(Verdict.analysis_id == analysis.id)).scalars().all()
         assert len(verdicts) == 9 and len({(v.image_id, v.detector) for v in verdicts}) == 9
+        slow = [v for v in verdicts if v.detector == "slow-test"]
+        for v in slow:  # pictures are blobs in the evidence store; embeddings float32 bytes
+            (picture,) = v.pictures
+            assert ws.store.get(picture["sha256"]) == bytes([int(v.scores["mean"])])
+            assert picture["media_type"] == "application/octet-stream" and "data" not in picture
+            assert decode_embedding(v.embedding).tolist() == pytest.approx([v.scores["mean"], v.scores["mean"] / 2], rel=1e-6)
         raising = [v for v in verdicts if v.detector == "raising-test"]
         assert all(v.label == "unknown" and "always fails" in v.error for v in raising)
         assert all(v.error is None for v in verdicts if v.detector != "raising-test")  # the others went on

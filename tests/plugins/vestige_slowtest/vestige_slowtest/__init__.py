@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vestige.plugin import Detector, Finding, ImageInput, hookimpl
+from vestige.plugin import Detector, Finding, ImageInput, Picture, hookimpl
 
 
 class SlowDetector(Detector):
@@ -38,6 +38,8 @@ class SlowDetector(Detector):
             findings.append(self.finding(
                 label="synthetic" if mean > 127 else "real", source="bright-gan" if mean > 127 else None,
                 scores={"mean": mean}, evidence={"pid": os.getpid(), "loads": self.loads},
+                pictures=[Picture("mean", "The image's mean, as one byte.", bytes([int(mean)]), "application/octet-stream")],
+                embedding=[mean, mean / 2],
             ))
         return findings
 
