@@ -166,7 +166,7 @@ def _stats(rows: list[tuple[str, float, bool]], seconds: float) -> dict[str, Any
     }
 
 
-def run_web_benchmark(clients: int = 50, seconds: float = 60.0, workers: int = 4) -> dict[str, Any]:
+def run_web_benchmark(clients: int = 50, seconds: float = 60.0, workers: int = 2) -> dict[str, Any]:
     """``clients`` concurrent API clients for ``seconds`` against a fresh server on loopback."""
     from vestige.benchmarks import _machine
 

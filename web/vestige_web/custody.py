@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import nullcontext
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,6 +19,7 @@ from vestige_web.errors import is_api_request
 from vestige_web.extensions import vestige
 
 bp = Blueprint("custody", __name__)
+_SQLITE_WRITERS = threading.Lock()
 bp.before_request(require_login)
 
 
@@ -30,10 +33,13 @@ def record_view(case: Case, action: str, details: dict[str, Any] | None = None) 
     """
     session = vestige.session
     session.commit()  # end this request's reads: the event is written in a transaction of its own
-    take_write_lock(session, case)
     via = "api" if is_api_request() else "web"
-    record_event(session, case, actor=g.user.username, action=action, details={**(details or {}), "via": via})
-    session.commit()
+    # SQLite has one writer at a time; its busy handler makes waiting writers sleep in growing steps, so
+    # threads of one process queue here instead and only processes meet at SQLite's lock.
+    with _SQLITE_WRITERS if session.get_bind().dialect.name == "sqlite" else nullcontext():
+        take_write_lock(session, case)
+        record_event(session, case, actor=g.user.username, action=action, details={**(details or {}), "via": via})
+        session.commit()
 
 
 def take_write_lock(session: Session, case: Case) -> None:

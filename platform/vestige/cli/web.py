@@ -162,7 +162,7 @@ def member_list(state: State, reference: str, as_json: bool) -> None:
 @bench_group.command("web")
 @click.option("--clients", default=50, show_default=True, type=click.IntRange(1, 200))
 @click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(1, 600))
-@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 32),
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 32),
               help="gunicorn worker processes (werkzeug's threaded server when gunicorn is not installed).")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/web.json"), show_default=True)
 def bench_web(clients: int, seconds: float, workers: int, out: Path) -> None:
