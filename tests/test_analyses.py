@@ -161,6 +161,19 @@ def test_robustness_derivatives_are_made_once_and_recorded_as_applied_perturbati
         assert len(analysis.summary["images"]) == 2 + 2 * len(PROBES)
 
 
+def test_a_detector_that_prefers_a_gpu_goes_to_the_gpu_queue_and_loads_where_it_can(vestige, case_with_images, with_slow,
+                                                                                    open_workspace):
+    case_with_images(1)
+    assert vestige("analyze LAB-1 --detectors gpu-test,slow-test --wait").exit_code == 0
+    ws = open_workspace()
+    with ws.db.session() as session:
+        analysis = latest_analysis(session, get_case(session, "LAB-1"))
+        assert {t.detector: t.queue for t in tasks_of(session, analysis)} == {"gpu-test": "gpu", "slow-test": "cpu"}
+        verdict = session.execute(sa.select(Verdict).where(Verdict.detector == "gpu-test")).scalar_one()
+    torch = pytest.importorskip("torch")
+    assert verdict.evidence["loaded_on"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def test_analyze_names_a_missing_case_and_an_unknown_detector(vestige, case_with_images):
     case_with_images(1)
     missing = vestige("analyze NOPE --wait")

@@ -54,6 +54,20 @@ class RaisingDetector(Detector):
         raise RuntimeError("this detector always fails")
 
 
+class GpuPreferringDetector(Detector):
+    name = "gpu-test"
+    version = "0.1.0"
+    kind = "attribution"
+    description = "Test plugin: prefers a GPU; reports the device it was loaded on."
+    device = "gpu"
+
+    def load(self, device: str = "cpu") -> None:
+        self.loaded_on = device
+
+    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        return [self.finding(label="unknown", evidence={"loaded_on": self.loaded_on}) for _ in batch]
+
+
 @hookimpl
 def vestige_detectors() -> list[Detector]:
-    return [SlowDetector(), RaisingDetector()]
+    return [SlowDetector(), RaisingDetector(), GpuPreferringDetector()]
