@@ -181,3 +181,31 @@ def test_pdf_renders_to_legible_pages(vestige, analysed, tmp_path):
                      "Near-duplicates", "Custody log", "Chain verified", "Reproducibility", "Limitations",
                      "Plugin sections", "ab" * 32, "CHANGES"):
         assert expected in text, expected
+
+
+def test_robustness_probes_are_listed_as_derivatives_not_as_near_duplicates(analysed, config):
+    workspace, ids = analysed
+    from conftest import encode, photo
+
+    from vestige.db.models import Perturbation
+    from vestige.imagefile import inspect_image
+    from vestige.ingest import Acquisition, Ingester
+
+    with workspace.db.session() as session:
+        case = get_case(session, REFERENCE)
+        data = encode(photo(1, 96), "JPEG", quality=75)  # what a JPEG-75 probe of astronaut.jpg looks like
+        ingester = Ingester(workspace, session, case, Acquisition(source="robustness probe jpeg-75", actor="tester"))
+        probe = ingester.add_image(data, inspect_image(data, name="astronaut.jpeg-75.jpg"), filename="astronaut.jpeg-75.jpg",
+                                   origin="derived")
+        session.add(Perturbation(image_id=probe.id, parent_id=ids["astronaut.jpg"], basis="applied",
+                                 operations=[{"op": "jpeg", "params": {"quality": 75}}]))
+        session.flush()
+        probe_id = probe.id
+    with workspace.db.session() as session:
+        document = build_case_report(session, get_case(session, REFERENCE), config=config, pm=get_plugin_manager(),
+                                     actor="tester")
+    assert probe_id not in [image["id"] for image in document["images"]]
+    first = next(image for image in document["images"] if image["id"] == ids["astronaut.jpg"])
+    assert [n["id"] for n in first["near_duplicates"]] == [ids["astronaut-reshared.jpg"]]
+    assert [(d["basis"], d["image"]["id"]) for d in first["perturbations"]["derivatives"]] == [
+        ("observed", ids["astronaut-reshared.jpg"]), ("applied", probe_id)]

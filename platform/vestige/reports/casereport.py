@@ -77,9 +77,25 @@ def _finding_row(verdict: Verdict, kind: str) -> dict[str, Any]:
     }
 
 
+_RELATED = (("history", "parent"), ("derivatives", "image"))
+
+
+def _without_probe_lookalikes(session: Session, perturbations: dict[str, list[dict[str, Any]]]) -> dict[str, list[dict[str, Any]]]:
+    """Drop *observed* links to images the lab derived (robustness probes look like their originals by design).
+
+    The *applied* links to those probes stay: they are the probes' history.
+    """
+    related = {e[rel]["id"] for key, rel in _RELATED for e in perturbations[key] if e["basis"] == "observed" and e.get(rel)}
+    derived = set(session.execute(
+        sa.select(Image.id).where(Image.id.in_(related), Image.origin == "derived")).scalars()) if related else set()
+    return {key: [e for e in perturbations[key]
+                  if not (e["basis"] == "observed" and e.get(rel) and e[rel]["id"] in derived)]
+            for key, rel in _RELATED}
+
+
 def _near_duplicates(perturbations: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     rows = []
-    for key, relation in (("history", "parent"), ("derivatives", "image")):
+    for key, relation in _RELATED:
         for entry in perturbations[key]:
             other = entry.get(relation)
             if entry["basis"] == "observed" and other is not None:
@@ -89,6 +105,7 @@ def _near_duplicates(perturbations: dict[str, list[dict[str, Any]]]) -> list[dic
 
 def _image_entry(session: Session, image: Image, findings: list[dict[str, Any]], summary: dict[str, Any]) -> dict[str, Any]:
     record = image_record(session, image)
+    perturbations = _without_probe_lookalikes(session, record["perturbations"])
     merged = (summary.get("images") or {}).get(str(image.id))
     if merged is None and findings:
         merged = merge_verdicts(findings)
@@ -110,8 +127,8 @@ def _image_entry(session: Session, image: Image, findings: list[dict[str, Any]],
         "findings": findings,
         "merged": merged,
         "robustness": robustness,
-        "perturbations": record["perturbations"],
-        "near_duplicates": _near_duplicates(record["perturbations"]),
+        "perturbations": perturbations,
+        "near_duplicates": _near_duplicates(perturbations),
     }
 
 
