@@ -12,7 +12,7 @@ from conftest import encode, photo
 from hypothesis import HealthCheck, given, settings
 from test_web import Browser, app, browser, client, lab  # noqa: F401  (shared fixtures)
 
-from vestige.db.models import Analysis, Blob, Case, Verdict
+from vestige.db.models import Analysis, Blob, Case, Verdict, utcnow
 
 
 def bearer(lab, name: str) -> dict[str, str]:
@@ -147,7 +147,12 @@ def judged(workspace, lab):
         case = session.execute(sa.select(Case).where(Case.reference == "CASE-A")).scalar_one()
         session.add(Blob(sha256=sha, size=len(picture), media_type="image/png"))
         analysis = Analysis(case_id=case.id, status="done", detectors=["metadata", "fingerprint"], progress_done=3,
-                            progress_total=3, requested_by="alice")
+                            progress_total=3, requested_by="alice", finished_at=utcnow(), summary={"robustness": {
+                                str(a1): {"probes": {"jpeg-q70": a2},
+                                          "merged": {"label": "synthetic", "source": "stylegan2", "under": {
+                                              "jpeg-q70": {"image_id": a2, "label": "real", "outcome": "single", "holds": False}}},
+                                          "detectors": {"fingerprint": {"label": "synthetic", "source": "stylegan2", "under": {
+                                              "jpeg-q70": {"image_id": a2, "label": "real", "source": None, "holds": False}}}}}}})
         session.add(analysis)
         session.flush()
         session.add_all([
@@ -168,6 +173,8 @@ def test_findings_pictures_and_merged_verdicts_on_pages(browser, judged):
     assert "synthetic · stylegan2" in case_page and "real</span>" in case_page
     page = b.get(f"/images/{judged['a1']}").text
     assert "Noise residual" in page and "residual_energy" in page and "Rule 6" in page
+    robustness = page.split("<h2>Robustness</h2>")[1].split("</section>")[0]
+    assert f'href="/images/{judged["a2"]}">jpeg-q70</a>' in robustness and robustness.count('class="changes">✗ real') == 2
     picture = b.get(f"/images/{judged['a1']}/pictures/{judged['picture']}")
     assert picture.status_code == 200 and picture.mimetype == "image/png"
     # a picture is served only through an image whose finding made it

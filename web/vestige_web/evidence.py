@@ -148,15 +148,25 @@ def image_details(session: Session, user: User, image: Image, pm: VestigePluginM
     findings = latest_findings(session, [image.id], kinds).get(image.id, [])
     record["findings"] = findings
     record["verdict"] = merge_verdicts(findings) if findings else None
-    # Robustness: what the detectors concluded on the lab's own perturbed copies of this image.
-    probes = [row for row in record["perturbations"]["derivatives"] if row["basis"] == "applied"]
-    probe_ids = [row["image"]["id"] for row in probes]
-    probe_verdicts = merged_verdicts(latest_findings(session, probe_ids, kinds))
-    record["robustness"] = [
-        {"image": row["image"], "operations": row["operations"], "verdict": probe_verdicts.get(row["image"]["id"])}
-        for row in probes
-    ]
+    record["robustness"] = image_robustness(session, image)
     return record
+
+
+def image_robustness(session: Session, image: Image, *, look_back: int = 10) -> dict[str, Any] | None:
+    """How the verdicts on ``image`` held under the robustness probes of the latest analysis that ran them.
+
+    The analysis's summary holds it (:func:`vestige.robustness.robustness_summary`): ``probes``, then
+    ``merged`` and each detector's ``label`` with ``under`` = probe -> {label, holds}.
+    """
+    summaries = session.execute(
+        sa.select(Analysis.summary).where(Analysis.case_id == image.case_id, Analysis.finished_at.is_not(None))
+        .order_by(Analysis.id.desc()).limit(look_back)
+    ).scalars()
+    for summary in summaries:
+        entry = ((summary or {}).get("robustness") or {}).get(str(image.id))
+        if entry:
+            return entry
+    return None
 
 
 def picture_of(session: Session, image: Image, sha256: str) -> dict[str, Any] | None:
