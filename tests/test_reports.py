@@ -209,3 +209,21 @@ def test_robustness_probes_are_listed_as_derivatives_not_as_near_duplicates(anal
     assert [n["id"] for n in first["near_duplicates"]] == [ids["astronaut-reshared.jpg"]]
     assert [(d["basis"], d["image"]["id"]) for d in first["perturbations"]["derivatives"]] == [
         ("observed", ids["astronaut-reshared.jpg"]), ("applied", probe_id)]
+
+
+def test_the_same_case_gives_the_same_report_bytes(analysed, config):
+    """Re-running a report reproduces it: same document (but its time), and each format renders byte for byte."""
+    from vestige.reports.export import render
+    from vestige.reports.pictures import ReportPictures
+
+    workspace, _ = analysed
+    documents = []
+    for _ in range(2):
+        with workspace.db.session() as session:
+            documents.append(build_case_report(session, get_case(session, REFERENCE), config=config,
+                                               pm=get_plugin_manager(), actor="tester"))
+    first, second = ({k: v for k, v in d.items() if k != "generated_at"} for d in documents)
+    assert first == second
+    pictures = ReportPictures(workspace.store, documents[0])
+    for fmt in ("json", "html", "pdf"):
+        assert render(fmt, documents[0], pictures) == render(fmt, documents[0], pictures), fmt
