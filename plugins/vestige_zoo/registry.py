@@ -1,0 +1,77 @@
+"""Loading zoo models from their shipped, hash-verified weights, and their ``GeneratorSpec``s.
+
+``load_generator(name)`` returns the module an inversion verifier optimises:
+``forward(z, y)`` maps a latent batch and class indices to images in
+[-1, 1]. It is the GAN generator, the VAE's decoder, or the DDIM sampler
+around the diffusion UNet. ``load_encoder("vae")`` returns the VAE's encoder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from vestige.errors import NotFoundError
+from vestige.plugin import GeneratorSpec, InputSpec
+from vestige_zoo.catalog import ZooModel, get_model, list_models
+from vestige_zoo.weights import WEIGHTS_DIR, WeightsRecord, read_manifest, verified_state
+
+VERSION = "1"
+
+
+def weights_record(name: str, folder: Path = WEIGHTS_DIR) -> WeightsRecord:
+    """The manifest entry of model ``name``; a model without shipped weights is refused."""
+    get_model(name)
+    record = read_manifest(folder).get(name)
+    if record is None:
+        raise NotFoundError(f"zoo model {name!r} has no shipped weights; train it with `vestige zoo train {name}` and ship them.")
+    return record
+
+
+def load_network(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
+    """The model's whole trained network in eval mode, from weights whose SHA-256 was checked."""
+    record = weights_record(name, folder)
+    network = get_model(name).network()
+    network.load_state_dict(verified_state(folder / record.file, record.sha256))
+    return network.eval().requires_grad_(False)
+
+
+def as_generator(model: ZooModel, network: nn.Module) -> nn.Module:
+    """The ``(z, y) -> image`` part of a loaded network."""
+    return network.decoder if model.trainer == "vae" else network
+
+
+def load_generator(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
+    """The verified ``(z, y) -> image`` module of generator ``name``."""
+    model = get_model(name)
+    if not model.is_generator:
+        raise NotFoundError(f"{name!r} is not a generator; use one of {', '.join(m.name for m in list_models(generators_only=True))}.")
+    return as_generator(model, load_network(name, folder))
+
+
+def load_encoder(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
+    """The verified ``(x, y) -> z`` encoder of a model that has one (the VAE)."""
+    if get_model(name).trainer != "vae":
+        raise NotFoundError(f"zoo model {name!r} has no encoder; only the VAE has one.")
+    return load_network(name, folder).encoder
+
+
+def generator_spec(model: ZooModel, folder: Path = WEIGHTS_DIR) -> GeneratorSpec:
+    """The :class:`GeneratorSpec` of one zoo generator (weights load when ``build`` is called)."""
+    record = read_manifest(folder).get(model.name)
+    return GeneratorSpec(
+        name=model.name,
+        version=VERSION,
+        build=lambda: load_generator(model.name, folder),
+        input_spec=InputSpec(latent_shape=model.latent_shape, distribution="normal", num_classes=10),
+        encoder=(lambda: load_encoder(model.name, folder)) if model.trainer == "vae" else None,
+        weights_sha256=record.sha256 if record else None,
+        metadata={"description": model.description, **model.design, "output": "3×32×32 in [-1, 1]", "dataset": "CIFAR-10 train"},
+    )
+
+
+def generator_specs(folder: Path = WEIGHTS_DIR) -> list[GeneratorSpec]:
+    """Specs of every zoo generator that has shipped weights."""
+    shipped = read_manifest(folder)
+    return [generator_spec(m, folder) for m in list_models(generators_only=True) if m.name in shipped]

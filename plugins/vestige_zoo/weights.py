@@ -1,0 +1,133 @@
+"""Shipped weights: fp16 safetensors files named ``<name>-<sha256[:8]>.safetensors``.
+
+``weights/manifest.json`` inside this package records, per model, the file
+name, its full SHA-256, its size and how it was trained. Every load hashes the
+file and refuses one whose bytes do not match the manifest. Files are only ever
+read with ``safetensors`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from vestige.errors import NotFoundError, StoreError
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MANIFEST = "manifest.json"
+
+
+class WeightsMismatchError(StoreError):
+    """A weight file's bytes do not hash to the SHA-256 its manifest records."""
+
+
+@dataclass(frozen=True)
+class WeightsRecord:
+    """One manifest entry: the file, its SHA-256 and size, and the training record."""
+
+    name: str
+    file: str
+    sha256: str
+    size: int
+    training: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"file": self.file, "sha256": self.sha256, "size": self.size, "training": self.training}
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, hex."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_manifest(folder: Path = WEIGHTS_DIR) -> dict[str, WeightsRecord]:
+    """The manifest of ``folder``: model name -> record (empty when there is none)."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return {}
+    raw = json.loads(path.read_text())
+    return {name: WeightsRecord(name=name, **entry) for name, entry in raw.items()}
+
+
+def write_manifest(records: dict[str, WeightsRecord], folder: Path = WEIGHTS_DIR) -> None:
+    """Write ``records`` as ``folder``'s manifest, sorted by name."""
+    text = json.dumps({n: records[n].to_dict() for n in sorted(records)}, indent=2, sort_keys=True)
+    (folder / MANIFEST).write_text(text + "\n")
+
+
+def save_state(state: dict[str, torch.Tensor], name: str, folder: Path) -> tuple[Path, str]:
+    """Write ``state`` (floating tensors as fp16) to ``folder`` named by its hash; return the path and SHA-256.
+
+    No header metadata is written: safetensors stores it in an unordered map,
+    so the same tensors would not always give the same bytes, nor the same hash.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {
+        key: (value.detach().cpu().to(torch.float16) if value.is_floating_point() else value.detach().cpu()).contiguous()
+        for key, value in state.items()
+    }
+    partial = folder / f"{name}.partial.safetensors"
+    save_file(tensors, str(partial))
+    sha = file_sha256(partial)
+    final = folder / f"{name}-{sha[:8]}.safetensors"
+    partial.replace(final)
+    return final, sha
+
+
+def save_weights(module: torch.nn.Module, name: str, folder: Path) -> tuple[Path, str]:
+    """Save ``module``'s state as fp16 safetensors named by its hash; return the path and SHA-256."""
+    return save_state(module.state_dict(), name, folder)
+
+
+def verified_state(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
+    """Read a safetensors file after checking its SHA-256; floating tensors come back as fp32."""
+    if not path.is_file():
+        raise NotFoundError(f"weight file {path.name} is missing; reinstall vestige or run `vestige zoo train` to rebuild it.")
+    actual = file_sha256(path)
+    if actual != expected_sha256:
+        raise WeightsMismatchError(
+            f"weight file {path.name} does not match its manifest (SHA-256 {actual[:16]}…, expected "
+            f"{expected_sha256[:16]}…); it was modified or damaged, so reinstall vestige to restore it."
+        )
+    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+
+
+def ship(trained_dir: Path, names: list[str] | None = None, folder: Path = WEIGHTS_DIR) -> list[WeightsRecord]:
+    """Copy trained weights and their training records from ``trained_dir`` into ``folder`` and its manifest.
+
+    ``trained_dir`` is a ``vestige zoo train --out`` folder: ``<name>.json``
+    records naming ``<name>-<sha8>.safetensors`` files. A model's previous
+    file is removed when its hash changes.
+    """
+    records = read_manifest(folder)
+    shipped = []
+    for record_path in sorted(trained_dir.glob("*.json")):
+        info = json.loads(record_path.read_text())
+        name = info.get("name")
+        if not name or "weights" not in info or (names and name not in names):
+            continue
+        source = trained_dir / info["weights"]
+        sha = file_sha256(source)
+        if sha != info["sha256"]:
+            raise WeightsMismatchError(f"{source.name} does not match its training record; train it again.")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, folder / source.name)
+        old = records.get(name)
+        if old and old.file != source.name:
+            (folder / old.file).unlink(missing_ok=True)
+        training = {k: v for k, v in info.items() if k not in {"name", "weights", "sha256"}}
+        records[name] = WeightsRecord(name, source.name, sha, source.stat().st_size, training)
+        shipped.append(records[name])
+    write_manifest(records, folder)
+    return shipped
