@@ -15,6 +15,7 @@ from vestige.catalog import image_record, list_images
 from vestige.db.models import Analysis, Case, Image, Perturbation, Report, User, Verdict
 from vestige.merge import merge_verdicts
 from vestige.plugins import VestigePluginManager, get_detectors
+from vestige.verdicts import verdict_as_dict
 from vestige_web.access import filter_related, visible_case_ids
 
 
@@ -35,24 +36,8 @@ def detector_list(pm: VestigePluginManager) -> list[dict[str, str]]:
 
 
 def verdict_dict(v: Verdict, kinds: dict[str, str]) -> dict[str, Any]:
-    return {
-        "analysis_id": v.analysis_id,
-        "image_id": v.image_id,
-        "detector": v.detector,
-        "detector_version": v.detector_version,
-        "kind": kinds.get(v.detector, "attribution"),
-        "model_sha256": v.model_sha256,
-        "label": v.label,
-        "source": v.source,
-        "scores": v.scores,
-        "confidence": v.confidence,
-        "evidence": v.evidence,
-        "pictures": v.pictures,
-        "device": v.device,
-        "precision": v.precision,
-        "runtime_ms": v.runtime_ms,
-        "error": v.error,
-    }
+    """A verdict as the pages and the API show it: its JSON form, the analysis it belongs to, its detector's kind."""
+    return {"analysis_id": v.analysis_id, **verdict_as_dict(v), "kind": kinds.get(v.detector, "attribution")}
 
 
 def latest_findings(session: Session, image_ids: list[int], kinds: dict[str, str]) -> dict[int, list[dict[str, Any]]]:

@@ -25,6 +25,9 @@ def serve(state: State, host: str, port: int) -> None:
     from vestige_web import create_app
 
     app = create_app({"VESTIGE": state.config})
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo("note: session cookies are Secure, so browsers send them only over HTTPS (or to localhost); "
+                   "put an HTTPS proxy in front (docs/web.md)", err=True)
     click.echo(f"Vestige on http://{host}:{port}/ (data in {state.config.data_dir}); Ctrl-C stops it", err=True)
     run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
