@@ -110,7 +110,8 @@ def test_html_report_shows_every_section_and_inlines_its_pictures(vestige, analy
                     "Perturbation history", "Near-duplicates", "Custody log", "Methods and limitations",
                     "Reproducibility", "Plugin sections"):
         assert f">{heading}<" in page, heading
-    assert page.count("data:image/png;base64,") >= 4  # three thumbnails and the fingerprint
+    # A JPEG thumbnail per image; the fingerprint PNG under each of the three cls-a findings.
+    assert page.count("data:image/jpeg;base64,") == 3 and page.count("data:image/png;base64,") == 3
     assert "<svg" in page and "gan-3" in page and "CHANGES" in page
     assert "Chain verified when this report was made" in page
     assert "<script" not in page

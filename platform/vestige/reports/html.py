@@ -13,7 +13,7 @@ import jinja2
 from markupsafe import Markup
 
 from vestige.reports import presentation
-from vestige.reports.pictures import ReportPictures
+from vestige.reports.pictures import THUMBNAIL_MEDIA_TYPE, ReportPictures
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -71,5 +71,10 @@ def render_html(document: dict[str, Any], pictures: ReportPictures) -> str:
         colour = presentation.LABEL_COLOURS.get(finding["label"], "#1565c0")
         return Markup(score_bars_svg(finding["scores"], finding["confidence"], colour))
 
+    def thumbnail_uri(sha256: str) -> str | None:
+        data = pictures.thumbnail(sha256)
+        return None if data is None else _data_uri(data, THUMBNAIL_MEDIA_TYPE)
+
     template = _environment().get_template("report.html.j2")
-    return template.render(doc=document, picture_uri=picture_uri, picture_problem=pictures.problem, bars=bars)
+    return template.render(doc=document, picture_uri=picture_uri, thumbnail_uri=thumbnail_uri,
+                           picture_problem=pictures.problem, bars=bars)

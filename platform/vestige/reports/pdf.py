@@ -124,7 +124,7 @@ def _image_story(image: dict[str, Any], pictures: ReportPictures, s: _Styles) ->
         ["occurrences", "; ".join(o["filename"] + (f" in {o['container']}" if o["container"] else "") for o in image["occurrences"])],
         ["hashes", "  ".join(f"{k} {v}" for k, v in image["hashes"].items())],
     ]
-    thumb = _picture(pictures.get(image["sha256"]), 45 * mm, 45 * mm)
+    thumb = _picture(pictures.thumbnail(image["sha256"]), 45 * mm, 45 * mm)
     facts_table = _table(facts, s.small, [22 * mm, PAGE_WIDTH - 75 * mm], header=False)
     left = thumb or Paragraph(_text(pictures.problem(image["sha256"]) or ""), s.bad)
     story.append(Table([[left, facts_table]], colWidths=[50 * mm, PAGE_WIDTH - 50 * mm], hAlign="LEFT",

@@ -13,14 +13,17 @@ from vestige.imagefile import open_image
 from vestige.store import BlobStore
 
 THUMBNAIL_SIDE = 360
+#: Thumbnails are a reading aid, not evidence (the originals are in the bundle):
+#: JPEG keeps a report of a thousand images at a size a browser opens.
+THUMBNAIL_MEDIA_TYPE = "image/jpeg"
 
 
-def thumbnail_png(data: bytes, side: int = THUMBNAIL_SIDE) -> bytes:
-    """A PNG no larger than ``side`` pixels on its longer edge, in RGB."""
+def thumbnail_jpeg(data: bytes, side: int = THUMBNAIL_SIDE) -> bytes:
+    """A JPEG no larger than ``side`` pixels on its longer edge, in RGB."""
     picture = to_rgb(open_image(data, name="evidence"))
     picture.thumbnail((side, side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
-    picture.save(out, "PNG", optimize=True)
+    picture.save(out, "JPEG", quality=85, optimize=True)
     return out.getvalue()
 
 
@@ -32,27 +35,32 @@ class ReportPictures:
     """
 
     def __init__(self, store: BlobStore, document: dict[str, Any]) -> None:
-        self._data: dict[str, bytes] = {}
+        self._pictures: dict[str, bytes] = {}
+        self._thumbnails: dict[str, bytes] = {}
         self._problems: dict[str, str] = {}
         for image in document["images"]:
-            self._load(store, image["sha256"], thumbnail=True)
+            self._load(store, image["sha256"], self._thumbnails, thumbnail_jpeg)
             for finding in image["findings"]:
                 for picture in finding["pictures"]:
-                    self._load(store, picture["sha256"], thumbnail=False)
+                    self._load(store, picture["sha256"], self._pictures, bytes)
 
-    def _load(self, store: BlobStore, sha256: str, *, thumbnail: bool) -> None:
-        if sha256 in self._data or sha256 in self._problems:
+    def _load(self, store: BlobStore, sha256: str, into: dict[str, bytes], convert: Any) -> None:
+        if sha256 in into or sha256 in self._problems:
             return
         try:
-            data = store.get(sha256)
-            self._data[sha256] = thumbnail_png(data) if thumbnail else data
+            into[sha256] = convert(store.get(sha256))
         except StoreError as exc:
             self._problems[sha256] = str(exc)
         except Exception as exc:  # a picture that does not decode is shown as a sentence, not a crash
             self._problems[sha256] = f"picture {sha256[:12]}… cannot be shown: {exc}"
 
     def get(self, sha256: str) -> bytes | None:
-        return self._data.get(sha256)
+        """A finding's picture, as stored."""
+        return self._pictures.get(sha256)
+
+    def thumbnail(self, sha256: str) -> bytes | None:
+        """The thumbnail of the evidence image ``sha256`` (:data:`THUMBNAIL_MEDIA_TYPE`)."""
+        return self._thumbnails.get(sha256)
 
     def problem(self, sha256: str) -> str | None:
         return self._problems.get(sha256)
