@@ -5,6 +5,7 @@ analyse, read the findings, download the report. Screenshots of each page go to
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 import socket
@@ -128,13 +129,27 @@ def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     chrome.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(p) for p in files))
     chrome.find_element(By.NAME, "source").send_keys("forum thread 118")
     chrome.find_element(By.XPATH, "//button[text()='Upload']").click()
-    result = wait.until(ready.presence_of_element_located((By.ID, "result"))).text
+    wait.until(ready.text_to_be_present_in_element((By.ID, "result"), "added,"))  # the new page, not the old one
+    result = chrome.find_element(By.ID, "result").text
     assert "3 added, 0 already in the case, 1 refused." in result
     assert "notes.jpg is not a supported image type" in result
     shot("03-upload-result")
 
+    # Drag and drop: a file dropped on the drop zone becomes the form's file list.
+    dropped = base64.b64encode(encode(photo(50, size=128), "PNG")).decode()
+    chrome.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([bytes], "dropped.png", {type: "image/png"}));
+        document.querySelector("[data-drop]").dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+    """, dropped)
+    assert "dropped.png" in chrome.find_element(By.CSS_SELECTOR, "[data-chosen]").text
+    chrome.find_element(By.XPATH, "//button[text()='Upload']").click()
+    wait.until(ready.text_to_be_present_in_element((By.ID, "result"), "1 added, 0 already in the case, 0 refused."))
+    assert "dropped.png" in chrome.find_element(By.ID, "result").text
+
     chrome.find_element(By.LINK_TEXT, "Back to the case").click()
-    assert len(chrome.find_elements(By.CSS_SELECTOR, "ul.gallery li")) == 3
+    assert len(chrome.find_elements(By.CSS_SELECTOR, "ul.gallery li")) == 4
     chrome.find_element(By.XPATH, "//button[text()='Run analysis']").click()
     # The page polls the analysis and reloads once it is done: then every thumbnail carries its verdict.
     wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-analysis] .status.done")
