@@ -50,15 +50,16 @@ def take_write_lock(session: Session, case: Case) -> None:
     begins: two concurrent views could read the same head and the second
     insert would break the unique (case, seq). A no-op UPDATE of the case row
     first takes SQLite's write lock (PostgreSQL's row lock), so the head read
-    next is the latest and stays so until commit. The refresh matters on both
-    backends: ``record_event``'s select returns the session's already-loaded
-    Case with its old head unless the object is reloaded.
+    next is the latest and stays so until commit. Expiring the case matters on
+    both backends: ``record_event``'s select would otherwise return the
+    session's already-loaded Case with its old head; expired, it is filled
+    from that select's row.
     """
     session.execute(
         sa.update(Case).where(Case.id == case.id).values(custody_count=Case.custody_count)
         .execution_options(synchronize_session=False)
     )
-    session.refresh(case)
+    session.expire(case, ["custody_head", "custody_count"])
 
 
 def custody_state(case: Case) -> dict[str, Any]:
