@@ -20,7 +20,7 @@ from vestige.custody import verify_chain
 from vestige.db.models import Case, CustodyEvent
 from vestige.ingest import Acquisition, Ingester
 from vestige_web import create_app
-from vestige_web.accounts import add_member, add_user, create_token
+from vestige_web.accounts import add_member, add_user, authenticate, create_token
 
 PASSWORD = "correct horse battery"
 CSRF = "test-csrf-token"
@@ -328,6 +328,11 @@ def test_user_token_and_member_commands(runner, workspace, client, tmp_path):
     password_file.write_text(PASSWORD + "\n")
     assert runner("user", "add", "erin", "--role", "examiner", "--password-file", password_file).stdout == \
         "user erin added (examiner)\n"
+    prompted = runner("user", "add", "gina", "--role", "viewer", input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert prompted.exit_code == 0 and prompted.stdout.endswith("user gina added (viewer)\n")
+    with workspace.db.session() as session:
+        assert authenticate(session, "gina", PASSWORD).role == "viewer"
+        assert authenticate(session, "gina", "not the password") is None
     short = tmp_path / "short"
     short.write_text("abc")
     refused = runner("user", "add", "fred", "--role", "examiner", "--password-file", short)
