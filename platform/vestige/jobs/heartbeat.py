@@ -61,6 +61,8 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
         self.path.unlink(missing_ok=True)
 
 

@@ -6,6 +6,8 @@ import os
 import socket
 from collections.abc import Sequence
 
+from celery.signals import worker_ready
+
 from vestige.config import Config
 from vestige.errors import ConfigError
 from vestige.jobs.celery_app import create_celery_app
@@ -37,7 +39,9 @@ def start_worker(config: Config, *, queues: Sequence[str], concurrency: int | No
     if requeued:
         print(f"re-queued {requeued} task(s) left unfinished by a lost worker", flush=True)
     heartbeat = Heartbeat(config, nodename, list(queues))
-    heartbeat.start()
+    # Beat from the moment the worker consumes, not before: a command that
+    # sees the heartbeat may count on its tasks being taken at once.
+    worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
     argv = ["worker", "--queues", ",".join(queues), "--hostname", nodename, "--loglevel", loglevel, "--pool", pool,
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     if concurrency:

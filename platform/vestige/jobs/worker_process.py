@@ -40,7 +40,9 @@ class ProcessState:
     @property
     def workspace(self) -> Workspace:
         if self._workspace is None:
-            self._workspace = Workspace.open(self.config)
+            # `vestige worker` checked the schema before forking; checking
+            # again in every child would load Alembic once per process.
+            self._workspace = Workspace.open(self.config, check_schema=False)
         return self._workspace
 
     def detector(self, name: str) -> Detector:
