@@ -21,6 +21,7 @@ from vestige_web.access import MAX_ID, find_case, require_act
 from vestige_web.auth import require_login
 from vestige_web.custody import record_view
 from vestige_web.extensions import vestige
+from vestige_web.images import evidence_response
 
 bp = Blueprint("reports", __name__)
 bp.before_request(require_login)
@@ -61,11 +62,7 @@ def report_download(report_id: int) -> Response:
     report, case = find_report(report_id)
     data = vestige.workspace.store.get(report.blob_sha256)
     record_view(case, "report.downloaded", {"report_id": report.id, "format": report.format, "sha256": report.blob_sha256})
-    response = Response(data, mimetype=MEDIA_TYPES[report.format].split(";")[0])
-    response.headers.set("Content-Disposition", "attachment", filename=report_filename(case, report))
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
-    return response
+    return evidence_response(data, MEDIA_TYPES[report.format].split(";")[0], filename=report_filename(case, report))
 
 
 @bp.post("/cases/<path:reference>/reports")
