@@ -42,7 +42,8 @@ def test_images_image_record_and_custody_through_the_api(client, lab):
     assert all(row.get("parent") is None for row in record["perturbations"]["history"])  # CASE-B's copy is hidden
     custody = client.get("/api/v1/cases/CASE-A/custody", headers=bearer(lab, "vera")).json["custody"]
     assert custody["intact"] is True
-    assert [e["action"] for e in custody["log"]][-2:] == ["image.viewed", "custody.viewed"]
+    assert [e["action"] for e in custody["log"]][-3:] == ["case.viewed", "image.viewed", "custody.viewed"]
+    assert custody["log"][-3]["details"] == {"part": "images", "via": "api"}
     assert custody["log"][-2]["details"]["via"] == "api" and custody["log"][-2]["actor"] == "vera"
 
 

@@ -101,6 +101,7 @@ def get_case(reference: str) -> Any:
 @bp.get("/cases/<path:reference>/images")
 def case_image_list(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
+    record_view(case, "case.viewed", {"part": "images"})
     return ok(images=case_images(vestige.session, g.user, case, vestige.pm))
 
 
@@ -115,6 +116,7 @@ def upload_images(reference: str) -> Any:
 def case_verdicts(reference: str) -> Any:
     session = vestige.session
     case = find_case(session, g.user, reference)
+    record_view(case, "case.viewed", {"part": "verdicts"})
     ids = [row["id"] for row in list_images(session, case)]
     findings = latest_findings(session, ids, detector_kinds(vestige.pm))
     merged = merged_verdicts(findings)
@@ -177,6 +179,7 @@ def get_image(image_id: int) -> Any:
 @bp.get("/images/<int:image_id>/verdicts")
 def image_verdicts(image_id: int) -> Any:
     image = find_image(vestige.session, g.user, image_id)
+    record_view(image.case, "image.viewed", {"image_id": image.id, "sha256": image.blob_sha256, "part": "verdicts"})
     findings = latest_findings(vestige.session, [image.id], detector_kinds(vestige.pm)).get(image.id, [])
     merged = merged_verdicts({image.id: findings}).get(image.id) if findings else None
     return ok(image_id=image.id, verdict=merged, findings=findings)

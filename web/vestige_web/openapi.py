@@ -158,7 +158,7 @@ def openapi_document(server: str = "", *, detectors: list[str] | None = None) ->
         "/cases/{reference}": _get("One case and its members (a custody event).", [_REF],
                                    _ok({"case": case_ref, "members": {"type": "array", "items": _OBJ}}, ["case", "members"])),
         "/cases/{reference}/images": {
-            **_get("The case's images with their merged verdicts.", [_REF], _ok({"images": _items("ImageRow")}, ["images"])),
+            **_get("The case's images with their merged verdicts (a custody event).", [_REF], _ok({"images": _items("ImageRow")}, ["images"])),
             "post": {
                 "summary": "Upload files or zip archives into the case (field 'files', repeated).",
                 "parameters": [_REF],
@@ -170,7 +170,7 @@ def openapi_document(server: str = "", *, detectors: list[str] | None = None) ->
             },
         },
         "/cases/{reference}/verdicts": _get(
-            "Each judged image's merged verdict and findings, from its latest analysis.", [_REF],
+            "Each judged image's merged verdict and findings, from its latest analysis (a custody event).", [_REF],
             _ok({"verdicts": {"type": "array", "items": _OBJ}}, ["verdicts"])),
         "/cases/{reference}/analyses": {
             **_get("The case's analyses, newest first.", [_REF], _ok({"analyses": _items("Analysis")}, ["analyses"])),
@@ -216,7 +216,7 @@ def openapi_document(server: str = "", *, detectors: list[str] | None = None) ->
         "/images/{image_id}": _get("One image's whole record (a custody event).", [_IMAGE],
                                    _ok({"image": {"$ref": "#/components/schemas/ImageRecord"}}, ["image"])),
         "/images/{image_id}/verdicts": _get(
-            "One image's findings and merged verdict.", [_IMAGE],
+            "One image's findings and merged verdict (a custody event).", [_IMAGE],
             _ok({"image_id": {"type": "integer"}, "verdict": {"type": "object", "nullable": True},
                  "findings": _items("Finding")}, ["image_id", "verdict", "findings"])),
     }
