@@ -78,6 +78,8 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
         where = "the embedded broker" if embedded else "the broker"
         click.echo(f"queued on {where}, queues {', '.join(queues)}")
         if not wait:
+            if embedded and not workers_for(config, queues):
+                click.echo("no worker is running yet: start `vestige worker` to run it")
             click.echo(f"`vestige verdicts {reference}` shows the verdicts once workers have run it")
             return
         click.echo("waiting for workers")
