@@ -124,3 +124,38 @@ def test_custody_log_lists_events_in_order(vestige, case_with_events):
     events = json.loads(result.stdout)
     assert [e["seq"] for e in events] == [1, 2, 3, 4, 5]
     assert events[0]["action"] == "case.opened" and events[1]["details"] == {"n": 0, "text": "é"}
+
+
+def test_concurrent_writers_never_fork_the_chain(workspace):
+    """Writers in several threads, each with its own session that already loaded the case."""
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    with workspace.db.session() as session:
+        create_case(session, reference="LAB-RACE", title="race", actor="alice")
+    failures: list[Exception] = []
+
+    def writer(n: int) -> None:
+        for i in range(5):
+            for attempt in range(50):
+                try:
+                    with workspace.db.session() as session:
+                        case = get_case(session, "LAB-RACE")  # loaded before the event, as views do
+                        record_event(session, case, actor=f"w{n}", action="note", details={"i": i})
+                    break
+                except OperationalError:  # SQLite: another writer committed after our snapshot; retry
+                    continue
+            else:
+                failures.append(RuntimeError(f"writer {n} never got through"))
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+    with workspace.db.session() as session:
+        report = verify_chain(session, get_case(session, "LAB-RACE"))
+    assert report.intact, report.problem
+    assert report.events == 1 + 4 * 5

@@ -43,23 +43,36 @@ def _now_text() -> str:
 def record_event(session: Session, case: Case, *, actor: str, action: str, details: dict[str, Any] | None = None) -> CustodyEvent:
     """Append an event to ``case``'s chain in the caller's transaction.
 
-    The case row is locked (``FOR UPDATE`` where the database has it) so two
-    writers cannot both extend the same head.
+    The head is claimed with one ``UPDATE ... RETURNING`` on the case row
+    before anything of the chain is read. That statement takes the row lock
+    on PostgreSQL (a concurrent writer waits, then sees the new head) and the
+    database write lock on SQLite, which ignores ``FOR UPDATE``; so two
+    writers can never extend the same head, whatever the caller's session
+    has already loaded. A session whose SQLite snapshot is older than another
+    writer's commit fails here with "database is locked" instead of forking
+    the chain.
     """
-    locked = session.execute(
-        sa.select(Case).where(Case.id == case.id).with_for_update()
-    ).scalar_one()
-    seq = locked.custody_count + 1
-    prev = locked.custody_head or GENESIS
+    reference, seq, prev = session.execute(
+        sa.update(Case)
+        .where(Case.id == case.id)
+        .values(custody_count=Case.custody_count + 1)
+        .returning(Case.reference, Case.custody_count, Case.custody_head)
+        .execution_options(synchronize_session=False)
+    ).one()
+    prev = prev or GENESIS
     at = _now_text()
     details_text = canonical_json(details or {})
-    digest = event_hash(locked.reference, seq, at, actor, action, details_text, prev)
+    digest = event_hash(reference, seq, at, actor, action, details_text, prev)
     event = CustodyEvent(
-        case_id=locked.id, seq=seq, at=at, actor=actor, action=action, details=details_text, prev_hash=prev, hash=digest
+        case_id=case.id, seq=seq, at=at, actor=actor, action=action, details=details_text, prev_hash=prev, hash=digest
     )
     session.add(event)
-    locked.custody_head = digest
-    locked.custody_count = seq
+    session.execute(
+        sa.update(Case).where(Case.id == case.id).values(custody_head=digest).execution_options(synchronize_session=False)
+    )
+    if case in session:
+        # The loaded object still holds the old head and count; reload them on next access.
+        session.expire(case, ["custody_head", "custody_count"])
     session.flush()
     return event
 

@@ -7,9 +7,7 @@ import threading
 from contextlib import nullcontext
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint, g, render_template
-from sqlalchemy.orm import Session
 
 from vestige.custody import list_events, record_event, verify_chain
 from vestige.db.models import Case
@@ -37,29 +35,8 @@ def record_view(case: Case, action: str, details: dict[str, Any] | None = None) 
     # SQLite has one writer at a time; its busy handler makes waiting writers sleep in growing steps, so
     # threads of one process queue here instead and only processes meet at SQLite's lock.
     with _SQLITE_WRITERS if session.get_bind().dialect.name == "sqlite" else nullcontext():
-        take_write_lock(session, case)
         record_event(session, case, actor=g.user.username, action=action, details={**(details or {}), "via": via})
         session.commit()
-
-
-def take_write_lock(session: Session, case: Case) -> None:
-    """Lock the case before its chain head is read, on SQLite as on PostgreSQL.
-
-    ``record_event`` reads the head with ``SELECT ... FOR UPDATE``, which
-    SQLite ignores, and pysqlite runs that read before its write transaction
-    begins: two concurrent views could read the same head and the second
-    insert would break the unique (case, seq). A no-op UPDATE of the case row
-    first takes SQLite's write lock (PostgreSQL's row lock), so the head read
-    next is the latest and stays so until commit. Expiring the case matters on
-    both backends: ``record_event``'s select would otherwise return the
-    session's already-loaded Case with its old head; expired, it is filled
-    from that select's row.
-    """
-    session.execute(
-        sa.update(Case).where(Case.id == case.id).values(custody_count=Case.custody_count)
-        .execution_options(synchronize_session=False)
-    )
-    session.expire(case, ["custody_head", "custody_count"])
 
 
 def custody_state(case: Case) -> dict[str, Any]:
