@@ -45,6 +45,8 @@ def test_redis_gets_the_visibility_timeout_and_key_prefix_from_configuration(tmp
     assert settings["broker_url"] == "redis://127.0.0.1:6379/3"
     assert settings["broker_transport_options"]["visibility_timeout"] == 30
     assert settings["broker_transport_options"]["global_keyprefix"] == "lab1:"
+    # A worker killed while sweeping for lost tasks must not block the sweep for long.
+    assert settings["broker_transport_options"]["unacked_mutex_expire"] == 30
     assert all(a["max_retries"] == 5 for a in settings["task_annotations"].values())
 
 

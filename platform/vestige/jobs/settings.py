@@ -68,6 +68,10 @@ def celery_settings(config: Config) -> dict[str, Any]:
             # honour a short visibility timeout.
             options["unacked_restore_interval"] = max(1, min(60, jobs.visibility_timeout // 2))
             options["unacked_restore_throttle"] = 1
+            # A worker killed during a sweep leaves the sweep's lock behind;
+            # kombu's default (300 s) would stop every other worker restoring
+            # tasks for five minutes. A sweep takes milliseconds.
+            options["unacked_mutex_expire"] = max(5, min(300, jobs.visibility_timeout))
             settings["broker_transport_options"] = options
     if jobs.result_backend:
         settings["result_backend"] = jobs.result_backend
