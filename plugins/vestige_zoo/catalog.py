@@ -53,7 +53,7 @@ def _gan(name: str, description: str, generator: Callable[[], nn.Module], design
     return ZooModel(name, description, "gan", generator, (LATENT_DIM,), {"family": "GAN", **design}, recipe, minutes=7.0)
 
 
-_DCGAN_DESIGN = {"upsampling": "transposed convolution", "loss": "non-saturating GAN + auxiliary classifier",
+_DCGAN_DESIGN = {"upsampling": "transposed convolution", "loss": "non-saturating GAN + auxiliary classifier + mode seeking",
                  "normalisation": "batch norm (G and D)", "conditioning": "class embedding concatenated to z; projection D"}
 
 MODELS: tuple[ZooModel, ...] = (
@@ -63,17 +63,17 @@ MODELS: tuple[ZooModel, ...] = (
          TransposedConvGenerator, _DCGAN_DESIGN, loss="nonsaturating", d_norm="batch"),
     _gan("nnup-hinge", "Nearest-neighbour upsampling + 3×3 convolution, spectral-norm discriminator, hinge loss.",
          NearestUpsampleGenerator,
-         {"upsampling": "nearest neighbour + convolution", "loss": "hinge + auxiliary classifier",
+         {"upsampling": "nearest neighbour + convolution", "loss": "hinge + auxiliary classifier + mode seeking",
           "normalisation": "batch norm (G), spectral norm (D)", "conditioning": "class embedding concatenated to z; projection D"},
          loss="hinge", d_norm="spectral"),
     _gan("pixelshuffle-wgangp", "Sub-pixel (pixel-shuffle) upsampling, WGAN-GP critic.",
          lambda: PixelShuffleGenerator(norm="none"),
-         {"upsampling": "pixel shuffle (sub-pixel convolution)", "loss": "WGAN-GP + auxiliary classifier",
+         {"upsampling": "pixel shuffle (sub-pixel convolution)", "loss": "WGAN-GP + auxiliary classifier + mode seeking",
           "normalisation": "none (G and critic)", "conditioning": "class embedding concatenated to z; projection critic"},
          loss="wgan-gp", d_norm="none"),
     _gan("stylegan-mini", "StyleGAN-like: mapping network, modulated/demodulated convolutions, noise inputs.",
          StyleGenerator,
-         {"upsampling": "bilinear + modulated convolution", "loss": "non-saturating GAN + auxiliary classifier",
+         {"upsampling": "bilinear + modulated convolution", "loss": "non-saturating GAN + auxiliary classifier + mode seeking",
           "normalisation": "weight demodulation (G), spectral norm (D)", "conditioning": "class embedding in the mapping network; projection D"},
          loss="nonsaturating", d_norm="spectral"),
     ZooModel("vae", "Convolutional VAE with an encoder; the decoder upsamples by transposed convolutions.",
@@ -81,10 +81,10 @@ MODELS: tuple[ZooModel, ...] = (
              {"family": "VAE", "upsampling": "transposed convolution", "loss": "Gaussian likelihood + KL (ELBO)",
               "normalisation": "batch norm", "conditioning": "class embedding in encoder and decoder"},
              {"sigma": 0.1}, minutes=4.0),
-    ZooModel("ddpm-ddim", "Small UNet trained as DDPM (ε-prediction, 1000 steps), sampled by DDIM in 25 steps with guidance 2.",
+    ZooModel("ddpm-ddim", "Small UNet trained as DDPM (ε-prediction, 1000 steps), sampled by DDIM in 25 steps with guidance 4.",
              "diffusion", DdimSampler, (3, 32, 32),
              {"family": "diffusion", "upsampling": "nearest neighbour + convolution (UNet)", "loss": "DDPM ε-prediction MSE",
-              "normalisation": "group norm", "conditioning": "class embedding, classifier-free guidance 2.0",
+              "normalisation": "group norm", "conditioning": "class embedding, classifier-free guidance 4.0",
               "sampler": "DDIM, 25 steps, η = 0"},
              {"label_dropout": 0.1}, minutes=45.0),
     ZooModel("cifar10-classifier", "The project's CIFAR-10 classifier: checks that samples show their class.",

@@ -86,7 +86,7 @@ class UNet(nn.Module):
 class DdimSampler(nn.Module):
     """A trained UNet as a generator: (z = x_T, y) -> x_0 by deterministic DDIM with classifier-free guidance."""
 
-    def __init__(self, unet: UNet | None = None, steps: int = 25, guidance: float = 2.0) -> None:
+    def __init__(self, unet: UNet | None = None, steps: int = 25, guidance: float = 4.0) -> None:
         super().__init__()
         self.unet = unet or UNet()
         self.num_classes = self.unet.num_classes
