@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from vestige.cases import get_case
 from vestige.config import load_config
 from vestige.db.models import Analysis, AnalysisTask, CustodyEvent, Image, Perturbation, Verdict
 from vestige.jobs.execution import run_analysis_task
+from vestige.jobs.heartbeat import Heartbeat
 from vestige.jobs.worker_process import ProcessState
 from vestige.robustness import PROBES
 from vestige.verdicts import decode_embedding
@@ -172,6 +174,23 @@ def test_a_detector_that_prefers_a_gpu_goes_to_the_gpu_queue_and_loads_where_it_
         verdict = session.execute(sa.select(Verdict).where(Verdict.detector == "gpu-test")).scalar_one()
     torch = pytest.importorskip("torch")
     assert verdict.evidence["loaded_on"] == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_analyze_wait_finishes_in_process_when_the_workers_it_waited_for_stop(vestige, case_with_images, with_slow,
+                                                                              config, open_workspace):
+    case_with_images(2)
+    # A "worker" that is this very process, which never takes a task and goes away after a second.
+    beat = Heartbeat(config, "pretend@test", ["cpu", "gpu"])
+    beat.start()
+    threading.Timer(1.0, beat.stop).start()
+    result = vestige("analyze LAB-1 --detectors slow-test --wait")
+    assert result.exit_code == 0, result.stderr
+    assert "queued on the embedded broker" in result.stdout
+    assert "the workers stopped: finishing the analysis in this process" in result.stdout
+    ws = open_workspace()
+    with ws.db.session() as session:
+        analysis = latest_analysis(session, get_case(session, "LAB-1"))
+        assert analysis.status == "done" and analysis.progress_done == 2
 
 
 def test_analyze_names_a_missing_case_and_an_unknown_detector(vestige, case_with_images):

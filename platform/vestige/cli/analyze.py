@@ -83,7 +83,12 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
             click.echo(f"`vestige verdicts {reference}` shows the verdicts once workers have run it")
             return
         click.echo("waiting for workers")
-        wait_for_analysis(workspace, analysis.id, progress=_progress_reporter("analysing"))
+        progress = _progress_reporter("analysing")
+        while wait_for_analysis(workspace, analysis.id, progress=progress, timeout_s=5).finished_at is None:
+            if embedded and not workers_for(config, queues):
+                # Every local worker is gone (stopped, or killed): don't wait forever.
+                click.echo("the workers stopped: finishing the analysis in this process")
+                run_in_process(workspace, analysis.id, progress=progress)
     with workspace.db.session() as session:
         _show_summary(session, session.get(Analysis, analysis.id))
 
