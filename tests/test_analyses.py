@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from vestige.analyses import latest_analysis, tasks_of
 from vestige.cases import get_case
 from vestige.config import load_config
 from vestige.db.models import Analysis, AnalysisTask, CustodyEvent, Image, Perturbation, Verdict
+from vestige.jobs.embedded_broker import pending_message_ids
 from vestige.jobs.execution import run_analysis_task
 from vestige.jobs.heartbeat import Heartbeat
 from vestige.jobs.worker_process import ProcessState
@@ -179,11 +181,20 @@ def test_a_detector_that_prefers_a_gpu_goes_to_the_gpu_queue_and_loads_where_it_
 def test_analyze_wait_finishes_in_process_when_the_workers_it_waited_for_stop(vestige, case_with_images, with_slow,
                                                                               config, open_workspace):
     case_with_images(2)
-    # A "worker" that is this very process, which never takes a task and goes away after a second.
+    # A "worker" that is this very process: it never takes a task, and goes away once the tasks are queued.
     beat = Heartbeat(config, "pretend@test", ["cpu", "gpu"])
     beat.start()
-    threading.Timer(1.0, beat.stop).start()
+
+    def stop_once_queued() -> None:
+        deadline = time.monotonic() + 60
+        while not pending_message_ids(config.data_dir / "broker.db") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        beat.stop()
+
+    watcher = threading.Thread(target=stop_once_queued)
+    watcher.start()
     result = vestige("analyze LAB-1 --detectors slow-test --wait")
+    watcher.join()
     assert result.exit_code == 0, result.stderr
     assert "queued on the embedded broker" in result.stdout
     assert "the workers stopped: finishing the analysis in this process" in result.stdout
