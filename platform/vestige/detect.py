@@ -8,24 +8,36 @@ it directly; analysis workers use it per task.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imageconvert import to_rgb
-from vestige.imagefile import ImageLimits, inspect_image, open_image
+from vestige.imagefile import ImageLimits, decode_image
+from vestige.imagemeta import metadata_summary
 from vestige.plugin import Detector, Finding, ImageInput
 from vestige.plugins import format_exception_line
 
 
-def make_input(data: bytes, *, name: str, limits: ImageLimits = ImageLimits()) -> ImageInput:
-    """Validate and decode ``data`` into what a detector receives."""
-    facts = inspect_image(data, name=name, limits=limits)
-    image = to_rgb(open_image(data, name=name, limits=limits))
-    return ImageInput(name=name, sha256=facts.sha256, data=data, image=image, format=facts.format, metadata=facts.metadata)
+def make_input(
+    data: bytes, *, name: str, limits: ImageLimits = ImageLimits(), metadata: Mapping[str, Any] | None = None
+) -> ImageInput:
+    """Validate and decode ``data`` (once) into what a detector receives.
+
+    ``metadata`` is the summary ingest already stored; without it the summary
+    is read from the file.
+    """
+    image, fmt = decode_image(data, name=name, limits=limits)
+    if metadata is None:
+        metadata = metadata_summary(image, fmt)
+    return ImageInput(
+        name=name, sha256=hashlib.sha256(data).hexdigest(), data=data, image=to_rgb(image), format=fmt, metadata=metadata
+    )
 
 
 def _deterministic() -> None:

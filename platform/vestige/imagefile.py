@@ -50,6 +50,7 @@ __all__ = [
     "ImageFacts",
     "ImageLimits",
     "inspect_image",
+    "decode_image",
     "open_image",
     "sniff_format",
 ]
@@ -337,6 +338,12 @@ def open_image(data: bytes, *, name: str = "image", limits: ImageLimits = ImageL
     """
     image, _, _ = _open_checked(data, name, limits, count_frames=False)
     return image
+
+
+def decode_image(data: bytes, *, name: str = "image", limits: ImageLimits = ImageLimits()) -> tuple[Image.Image, str]:
+    """:func:`open_image` and the format it identified (``JPEG``, ``PNG``, ...)."""
+    image, fmt, _ = _open_checked(data, name, limits, count_frames=False)
+    return image, fmt
 
 
 # ---------------------------------------------------------------------------

@@ -87,7 +87,8 @@ def _inputs(workspace: Workspace, task: AnalysisTask) -> tuple[list[ImageInput |
         try:
             if image is None:
                 raise NotFoundError(f"image {image_id} no longer exists")
-            inputs.append(make_input(workspace.store.get(image.blob_sha256), name=image.original_filename, limits=limits))
+            inputs.append(make_input(workspace.store.get(image.blob_sha256), name=image.original_filename, limits=limits,
+                                     metadata=image.metadata_summary))
             errors.append(None)
         except VestigeError as exc:
             inputs.append(None)
