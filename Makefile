@@ -27,8 +27,11 @@ demo: install
 	$(BIN)/python -m vestige.demo $(DEMO)/incoming >/dev/null; \
 	run init; \
 	run case new --ref DEMO-2026-0001 --title "Images from a forum thread"; \
+	echo; echo "# synthetic images from two of Vestige's own reference generators (the zoo):"; \
+	run zoo sample dcgan-s0 --n 2 --seed 7 --out $(DEMO)/incoming/zoo/dcgan-s0; \
+	run zoo sample ddpm-ddim --n 2 --seed 7 --out $(DEMO)/incoming/zoo/ddpm-ddim; \
 	run ingest DEMO-2026-0001 $(DEMO)/incoming/photos $(DEMO)/incoming/reshared $(DEMO)/incoming/upload.zip \
-	    $(DEMO)/incoming/generator-metadata.png --source "forum thread 118" --by "A. Examiner"; \
+	    $(DEMO)/incoming/generator-metadata.png $(DEMO)/incoming/zoo --source "forum thread 118" --by "A. Examiner"; \
 	echo; echo "# hostile and mislabelled files are refused, one line each, nothing written:"; \
 	run ingest DEMO-2026-0001 $(DEMO)/incoming/refused --by "A. Examiner" && exit 1 || true; \
 	run images DEMO-2026-0001; \
