@@ -87,7 +87,7 @@ class JobsSection:
     result_backend: str = ""
     #: Queues workers may consume; detectors are routed to ``gpu`` or ``cpu`` by their device.
     queues: tuple[str, ...] = ("gpu", "cpu")
-    images_per_task: int = 64
+    images_per_task: int = 128
     #: Times a task is retried after a worker was lost or an infrastructure error.
     max_retries: int = 3
     #: Seconds before Redis hands an unacknowledged task to another worker;
