@@ -166,3 +166,19 @@ def test_hooks_are_called_with_keyword_arguments_and_subsets():
     assert seen["verdicts"] == [1, 2]
     with pytest.raises(TypeError):
         pm.hook.vestige_report_sections(None, [1])  # positional arguments are refused
+
+
+def test_loading_the_plugins_does_not_import_torch():
+    # Every `vestige` command loads every plugin; torch costs about a second to import,
+    # so plugins bring it in only when a model is actually used.
+    code = (
+        "import sys\n"
+        "from vestige.cli.app import State, cli\n"
+        "state = State.from_environment()\n"
+        "state.add_plugin_commands(cli)\n"
+        "from vestige.plugins import get_detectors\n"
+        "get_detectors(state.pm)\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
-from vestige_zoo.catalog import list_models
 from vestige_zoo.cifar import CLASSES
 
 DEFAULT_DATA = Path("../shared/data/cifar10-jpeg.zip")
@@ -30,7 +28,16 @@ def _write_json(path: Path | None, value: Any) -> None:
 
 
 def _device(device: str | None) -> str:
+    import torch
+
     return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def list_models(*, generators_only: bool = False) -> list[Any]:
+    """The catalog, imported on use: it brings torch, which every other ``vestige`` command can do without."""
+    from vestige_zoo.catalog import list_models as catalog_models
+
+    return catalog_models(generators_only=generators_only)
 
 
 @click.group()
@@ -112,6 +119,8 @@ def train(name: str, data: Path, out: Path, seed: int, steps: int | None, minute
     from vestige_zoo.training import train_model
 
     if threads:
+        import torch
+
         torch.set_num_threads(threads)
     train_model(name, data, out, seed, steps=steps, minutes=minutes, device=_device(device),
                 log=lambda line: click.echo(line, err=True))

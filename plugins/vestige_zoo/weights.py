@@ -13,12 +13,12 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from vestige.errors import NotFoundError, StoreError
+
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
@@ -72,6 +72,9 @@ def save_state(state: dict[str, torch.Tensor], name: str, folder: Path) -> tuple
     No header metadata is written: safetensors stores it in an unordered map,
     so the same tensors would not always give the same bytes, nor the same hash.
     """
+    import torch
+    from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {
         key: (value.detach().cpu().to(torch.float16) if value.is_floating_point() else value.detach().cpu()).contiguous()
@@ -100,6 +103,8 @@ def verified_state(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
             f"weight file {path.name} does not match its manifest (SHA-256 {actual[:16]}…, expected "
             f"{expected_sha256[:16]}…); it was modified or damaged, so reinstall vestige to restore it."
         )
+    from safetensors.torch import load_file  # torch is imported on first load, not with the plugin
+
     return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
 
 
