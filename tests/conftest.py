@@ -132,3 +132,31 @@ def make_photo(tmp_path: Path):
         return path
 
     return make
+
+
+TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
+
+
+def pip_install_plugin(name: str, target: Path) -> Path:
+    """Install the test plugin ``tests/plugins/<name>`` into ``target``, as a lab installs a plugin."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
+         "--target", str(target), str(TEST_PLUGINS / name)],
+        check=True, capture_output=True, text=True,
+    )
+    return target
+
+
+def put_on_path(site: Path, module: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Make an installed plugin importable here and, through PYTHONPATH, in subprocesses."""
+    import importlib
+    import sys
+
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    importlib.invalidate_caches()
+    yield site
+    sys.modules.pop(module, None)

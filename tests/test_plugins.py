@@ -12,32 +12,23 @@ from pathlib import Path
 
 import pytest
 
+from conftest import pip_install_plugin, put_on_path
 from vestige.errors import PluginError
 from vestige.hookspecs import hookimpl
 from vestige.plugins import get_plugin_manager, plugin_infos, register_plugin, select_detectors
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "tests" / "plugins" / "vestige_example"
 
 
 @pytest.fixture(scope="session")
 def example_site(tmp_path_factory) -> Path:
     """The example plugin, pip-installed into a folder of its own, as a lab would install a plugin."""
-    target = tmp_path_factory.mktemp("example-site")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-         "--target", str(target), str(EXAMPLE)],
-        check=True, capture_output=True, text=True,
-    )
-    return target
+    return pip_install_plugin("vestige_example", tmp_path_factory.mktemp("example-site"))
 
 
 @pytest.fixture
 def with_example(example_site, monkeypatch):
-    monkeypatch.syspath_prepend(str(example_site))
-    importlib.invalidate_caches()
-    yield example_site
-    sys.modules.pop("vestige_example", None)
+    yield from put_on_path(example_site, "vestige_example", monkeypatch)
 
 
 def test_builtin_plugins_register_through_entry_points():
