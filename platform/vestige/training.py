@@ -1,0 +1,236 @@
+"""What a trainable detector implements, and what it is given to learn from.
+
+A trainable detector is a :class:`~vestige.plugin.Detector` that also
+subclasses :class:`TrainableDetector`: :meth:`TrainableDetector.fit` learns
+from a :class:`TrainingSet` and returns a :class:`TrainedModel` (the artifact
+file's bytes and what is known about it); :meth:`TrainableDetector.use_artifact`
+makes a detector run with a given artifact. The platform stores artifacts in
+the model registry (:mod:`vestige.artifacts`), hashes them, and hands the
+right one to the detector before :meth:`~vestige.plugin.Detector.load`:
+the one a command names, else the lab's default, else the one shipped inside
+the plugin (:meth:`TrainableDetector.shipped_artifact`).
+
+Artifact files are safetensors files (tensors only, never pickles) whose
+header metadata has one key, ``vestige``, holding canonical JSON: the
+detector's name and version and the detector's own ``info``. One key, because
+safetensors does not keep the order of several, and the same model must hash
+the same (see :func:`pack_artifact`).
+
+Labels: a training example's ``source`` is ``real`` for a camera image, else
+the generator's name exactly as ``vestige zoo list`` names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vestige.errors import InvalidInputError, VestigeError
+from vestige.plugin import Detector, ImageInput
+
+if TYPE_CHECKING:
+    import numpy as np
+    from PIL import Image as PILImage
+
+__all__ = [
+    "REAL",
+    "ArtifactFile",
+    "Example",
+    "TrainableDetector",
+    "TrainedModel",
+    "TrainingSet",
+    "TrainOption",
+    "pack_artifact",
+    "unpack_artifact",
+]
+
+#: The source name of camera images.
+REAL = "real"
+ARTIFACT_METADATA_KEY = "vestige"
+
+
+class NoModelError(VestigeError):
+    """A trainable detector was asked to analyse without a trained model."""
+
+    status = 409
+
+
+@dataclass(frozen=True)
+class Example:
+    """One labelled image: ``source`` is ``real`` or a generator name; ``klass`` its semantic class if known."""
+
+    image: ImageInput
+    source: str
+    klass: str | None = None
+
+
+@dataclass
+class TrainingSet:
+    """What a detector learns from: training and validation examples, and how to perturb.
+
+    ``sources`` lists every label in a stable order (``real`` first when
+    present). ``augment``, when given, applies one random *seen* perturbation
+    (the corruption set RepMix trains with) to a picture, drawing from the
+    ``numpy`` generator it is handed; detectors that immunise or augment use
+    it, and must not use perturbations kept for testing. ``dataset_sha256``
+    is the SHA-256 of the dataset manifest, recorded with the artifact.
+    """
+
+    train: Sequence[Example]
+    validation: Sequence[Example]
+    sources: tuple[str, ...]
+    dataset_sha256: str | None = None
+    name: str = "dataset"
+    augment: Callable[[PILImage.Image, np.random.Generator], PILImage.Image] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise InvalidInputError(f"{self.name} has no training images")
+        unknown = sorted({e.source for e in (*self.train, *self.validation)} - set(self.sources))
+        if unknown:
+            raise InvalidInputError(f"{self.name} has examples of sources not in its source list: {', '.join(unknown)}")
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The result of :meth:`TrainableDetector.fit`.
+
+    ``data`` is the artifact file (build it with :func:`pack_artifact`);
+    ``metrics`` are measured on the validation split; ``calibration`` holds
+    what the detector fitted for calibrated outputs (temperature, thresholds).
+    """
+
+    data: bytes
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    calibration: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ArtifactFile:
+    """An artifact as handed to a detector: its verified bytes and what its header says."""
+
+    sha256: str
+    data: bytes
+    detector: str
+    version: str
+    info: Mapping[str, Any]
+    origin: str = "trained"
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, origin: str = "trained", name: str = "artifact") -> ArtifactFile:
+        header = unpack_artifact(data, name=name)
+        return cls(sha256=hashlib.sha256(data).hexdigest(), data=data, detector=header["detector"],
+                   version=header["version"], info=header.get("info", {}), origin=origin)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        """The artifact's tensors as numpy arrays (fp16 stays fp16)."""
+        from safetensors.numpy import load
+
+        return load(self.data)
+
+
+@dataclass(frozen=True)
+class TrainOption:
+    """An option of ``vestige train DETECTOR``: ``--name VALUE``, or ``--name`` for a flag (``type`` bool)."""
+
+    name: str
+    type: type = str
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] | None = None
+
+
+class TrainableDetector(Detector):
+    """A detector that learns from labelled images and runs with an artifact from the registry.
+
+    Subclasses implement :meth:`fit` and :meth:`use_artifact`, and override
+    :meth:`shipped_artifact` when the plugin ships a default. ``model_sha256``
+    and ``labels`` come from the artifact in use.
+    """
+
+    #: Options ``vestige train NAME`` offers besides ``--dataset`` and ``--seed``.
+    train_options: ClassVar[tuple[TrainOption, ...]] = ()
+
+    _artifact: ArtifactFile | None = None
+
+    @abstractmethod
+    def fit(self, data: TrainingSet, *, seed: int = 0, options: Mapping[str, Any] | None = None,
+            progress: Callable[[str], None] | None = None, device: str = "cpu") -> TrainedModel:
+        """Learn from ``data.train`` (``data.validation`` for early stopping and calibration)."""
+
+    @abstractmethod
+    def use_artifact(self, artifact: ArtifactFile) -> None:
+        """Run with ``artifact`` from now on (called before :meth:`load`; may be called again)."""
+
+    def shipped_artifact(self) -> ArtifactFile | None:
+        """The default artifact inside the plugin package, verified, or ``None`` when it ships none."""
+        return None
+
+    @property
+    def artifact(self) -> ArtifactFile | None:
+        return self._artifact
+
+    @property
+    def model_sha256(self) -> str | None:
+        return None if self._artifact is None else self._artifact.sha256
+
+    def require_artifact(self) -> ArtifactFile:
+        """The artifact in use; a clear error when there is none."""
+        if self._artifact is None:
+            raise NoModelError(f"detector {self.name} has no trained model: train one with "
+                               f"`vestige train {self.name} --dataset DIR` or import one with `vestige models import`")
+        return self._artifact
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def pack_artifact(tensors: Mapping[str, np.ndarray], *, detector: str, version: str,
+                  info: Mapping[str, Any] | None = None) -> bytes:
+    """A safetensors file of ``tensors`` with the one-key header Vestige reads; same input, same bytes."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    header = {"detector": detector, "version": version, "info": dict(info or {})}
+    arrays = {name: np.ascontiguousarray(tensors[name]) for name in sorted(tensors)}
+    return save(arrays, metadata={ARTIFACT_METADATA_KEY: _canonical(header)})
+
+
+def unpack_artifact(data: bytes, *, name: str = "artifact") -> dict[str, Any]:
+    """The Vestige header of an artifact file; a one-line error for anything else."""
+    if len(data) < 8:
+        raise InvalidInputError(f"{name} is not a Vestige model artifact (too short for a safetensors file)")
+    size = int.from_bytes(data[:8], "little")
+    if size <= 0 or size > min(len(data) - 8, 100 * 1024 * 1024):
+        raise InvalidInputError(f"{name} is not a Vestige model artifact (not a safetensors file)")
+    try:
+        header = json.loads(data[8 : 8 + size])
+        meta = json.loads(header["__metadata__"][ARTIFACT_METADATA_KEY])
+        if not isinstance(meta.get("detector"), str) or not isinstance(meta.get("version"), str):
+            raise KeyError("detector")
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInputError(f"{name} is a safetensors file without Vestige's header naming its detector") from None
+    return meta
+
+
+def read_artifact_file(path: Path, *, origin: str = "shipped", expected_sha256: str | None = None) -> ArtifactFile:
+    """An artifact file from disk, refused with one line when its hash is not ``expected_sha256``."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read model artifact {path}: {exc.strerror}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and digest != expected_sha256:
+        raise InvalidInputError(f"model artifact {path} has SHA-256 {digest[:12]}…, not the recorded "
+                                f"{expected_sha256[:12]}…: it was modified or damaged; reinstall the plugin")
+    return ArtifactFile.from_bytes(data, origin=origin, name=str(path))
