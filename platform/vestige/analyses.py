@@ -19,6 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from vestige.artifacts import Registry, pinned_models
 from vestige.cases import require_open
 from vestige.custody import record_event
 from vestige.db.models import Analysis, AnalysisTask, Case, Image, utcnow
@@ -74,6 +75,8 @@ def request_analysis(workspace: Workspace, session: Session, case: Case, detecto
         options={
             "robustness": robustness, "images": image_ids, "probes": probes,
             "kinds": {d.name: d.kind for d in detectors}, "devices": {d.name: d.device for d in detectors},
+            # Every verdict of this analysis comes from these weights, even if the default changes meanwhile.
+            "models": pinned_models(detectors, Registry(session, workspace.store)),
         },
     )
     session.add(analysis)

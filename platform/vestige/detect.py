@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vestige.artifacts import Registry, attach
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imageconvert import to_rgb
 from vestige.imagefile import ImageLimits, decode_image
@@ -98,8 +99,19 @@ class FileResult:
             yield {"file": self.file, **finding.to_dict()}
 
 
-def detect_files(paths: Sequence[Path], detectors: Sequence[Detector], limits: ImageLimits) -> list[FileResult]:
-    """Run ``detectors`` on files; nothing is stored."""
+def detect_files(paths: Sequence[Path], detectors: Sequence[Detector], limits: ImageLimits, *,
+                 registry: Registry | None = None, models: Mapping[str, str] | None = None) -> list[FileResult]:
+    """Run ``detectors`` on files; nothing is stored.
+
+    Trainable detectors run with the artifact ``models`` names for them, else
+    the registry's default, else the one their plugin ships (``registry`` is
+    ``None`` when there is no workspace).
+    """
+    models = dict(models or {})
+    for detector in detectors:
+        attach(detector, registry, models.pop(detector.name, None))
+    if models:
+        raise InvalidInputError(f"--model names {', '.join(sorted(models))}, which is not among the detectors run")
     results: list[FileResult] = []
     inputs: list[ImageInput] = []
     positions: list[int] = []

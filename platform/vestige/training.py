@@ -169,7 +169,11 @@ class TrainableDetector(Detector):
 
     @abstractmethod
     def use_artifact(self, artifact: ArtifactFile) -> None:
-        """Run with ``artifact`` from now on (called before :meth:`load`; may be called again)."""
+        """Run with ``artifact`` from now on (called before :meth:`load`; may be called again).
+
+        Implementations keep it in ``self._artifact`` (which ``model_sha256``
+        reports) and drop whatever an earlier artifact loaded.
+        """
 
     def shipped_artifact(self) -> ArtifactFile | None:
         """The default artifact inside the plugin package, verified, or ``None`` when it ships none."""

@@ -18,6 +18,7 @@ from vestige.errors import VestigeError
 from vestige.cli import analyze, bench, cases, custody, db, detect, images, plugins  # noqa: E402,F401
 from vestige.cli import web  # noqa: E402,F401  (serve, user, token, case member)
 from vestige.cli import keys, reports  # noqa: E402,F401  (keys, report, verify)
+from vestige.cli import models  # noqa: E402,F401  (models, train)
 
 __all__ = ["cli", "main"]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from vestige.cli.app import State, cli, echo_table, pass_state
+from vestige.cli.models import optional_registry, parse_model_options
 from vestige.detect import detect_files
 from vestige.imagefile import ImageLimits
 from vestige.plugins import select_detectors
@@ -17,16 +18,23 @@ from vestige.plugins import select_detectors
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--detector", "names", multiple=True, help="Run only this detector (repeatable; default: all).")
+@click.option("--model", "models", multiple=True, metavar="DETECTOR=ARTIFACT",
+              help="Run a trainable detector with this registry artifact (id or SHA-256 prefix; repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line for each (file, detector).")
 @pass_state
-def detect(state: State, files: tuple[Path, ...], names: tuple[str, ...], as_json: bool) -> None:
+def detect(state: State, files: tuple[Path, ...], names: tuple[str, ...], models: tuple[str, ...], as_json: bool) -> None:
     """Run detectors on FILES and print their findings.
 
     Exits 1 when a file could not be read or a detector failed on it.
     """
     detectors = select_detectors(state.pm, names)
     cfg = state.config.ingest
-    results = detect_files(list(files), detectors, ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels))
+    chosen = parse_model_options(models)
+    limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+    with optional_registry(state, required=bool(chosen)) as registry:
+        if registry is not None:
+            chosen = {name: registry.get(ref).sha256 for name, ref in chosen.items()}
+        results = detect_files(list(files), detectors, limits, registry=registry, models=chosen)
     failed = False
     rows = [row for result in results for row in result.rows()]
     if as_json:

@@ -28,7 +28,8 @@ from vestige.verdicts import store_findings
 from vestige.workspace import Workspace
 
 #: Returns the named detector, loaded for this process; raises if it cannot.
-DetectorSource = Callable[[str], Detector]
+#: ``detectors(name, model_sha256)``: the loaded detector, running with that artifact when one is named.
+DetectorSource = Callable[[str, str | None], Detector]
 
 FINISHED = ("done", "failed")
 
@@ -98,7 +99,9 @@ def _inputs(workspace: Workspace, task: AnalysisTask) -> tuple[list[ImageInput |
 
 def _run(workspace: Workspace, task: AnalysisTask, detectors: DetectorSource) -> tuple[list[Finding], float]:
     try:
-        detector = detectors(task.detector)
+        with workspace.db.session() as session:
+            options = session.scalar(sa.select(Analysis.options).where(Analysis.id == task.analysis_id)) or {}
+        detector = detectors(task.detector, options.get("models", {}).get(task.detector))
     except Exception as exc:  # not installed here, or its weights failed to load: recorded, not fatal
         return _error_findings(task, None, f"detector {task.detector} could not be loaded: {format_exception_line(exc)}"), 0.0
     inputs, errors = _inputs(workspace, task)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from celery.signals import worker_process_init
 
+from vestige.artifacts import Registry, attach
 from vestige.config import Config
 from vestige.errors import PluginError
 from vestige.plugin import Detector
@@ -45,17 +46,31 @@ class ProcessState:
             self._workspace = Workspace.open(self.config, check_schema=False)
         return self._workspace
 
-    def detector(self, name: str) -> Detector:
-        """The detector ``name``, its weights loaded in this process."""
+    def detector(self, name: str, model_sha256: str | None = None) -> Detector:
+        """The detector ``name``, its weights loaded in this process.
+
+        ``model_sha256`` names the artifact a trainable detector must run with
+        (an analysis pins it when requested); without it, the lab's default or
+        the plugin's shipped artifact.
+        """
+        if name in self._loaded and model_sha256 is not None and self._loaded[name].model_sha256 != model_sha256:
+            detector = self._loaded[name]
+            self._attach(detector, model_sha256)
+            detector.load(device_for(detector))
         if name not in self._loaded:
             if self._available is None:
                 self._available = get_detectors(get_plugin_manager(self.config.plugins.allow))
             if name not in self._available:
                 raise PluginError(f"detector {name!r} is not installed on this worker; install its plugin here")
             detector = self._available[name]
+            self._attach(detector, model_sha256)
             detector.load(device_for(detector))
             self._loaded[name] = detector
         return self._loaded[name]
+
+    def _attach(self, detector: Detector, model_sha256: str | None) -> None:
+        with self.workspace.db.session() as session:
+            attach(detector, Registry(session, self.workspace.store), model_sha256)
 
     def close(self) -> None:
         if self._workspace is not None:

@@ -1,0 +1,237 @@
+"""``vestige models ...`` (the model weights registry) and ``vestige train DETECTOR``."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vestige.artifacts import Registry, artifact_dict
+from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
+from vestige.errors import InvalidInputError, VestigeError
+from vestige.plugins import get_detectors
+from vestige.training import TrainableDetector
+
+
+@contextlib.contextmanager
+def optional_registry(state: State, *, required: bool = False) -> Iterator[Registry | None]:
+    """The workspace's registry in a committed session, or ``None`` when there is no workspace (unless required)."""
+    try:
+        workspace = state.workspace
+    except VestigeError:
+        if required:
+            raise
+        yield None
+        return
+    with workspace.db.session() as session:
+        yield Registry(session, workspace.store)
+
+
+def parse_model_options(values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, ref = value.partition("=")
+        if not sep or not name or not ref:
+            raise InvalidInputError(f"--model takes DETECTOR=ARTIFACT (an id or SHA-256 prefix), not {value!r}")
+        out[name.strip()] = ref.strip()
+    return out
+
+
+def trainable_detectors(state: State) -> dict[str, TrainableDetector]:
+    return {name: d for name, d in get_detectors(state.pm).items() if isinstance(d, TrainableDetector)}
+
+
+@cli.group("models")
+def models_group() -> None:
+    """The model weights registry: trained detectors' artifacts, hashed and verified on every load."""
+
+
+@models_group.command("list")
+@click.option("--detector", default=None, help="Only this detector's artifacts.")
+@json_option
+@pass_state
+def models_list(state: State, detector: str | None, as_json: bool) -> None:
+    """List artifacts (the plugins' shipped ones are recorded on first listing)."""
+    with state.workspace.db.session() as session:
+        registry = Registry(session, state.workspace.store)
+        registry.sync_shipped(trainable_detectors(state).values())
+        rows = [artifact_dict(row) for row in registry.list(detector)]
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table([[r["id"], r["detector"], r["version"], r["sha256"][:16], r["origin"], "yes" if r["default"] else "",
+                 _headline(r["metrics"]), r["created_at"][:19]] for r in rows],
+               ["id", "detector", "version", "sha256", "origin", "default", "validation", "created"])
+
+
+def _headline(metrics: dict[str, Any]) -> str | None:
+    for key in ("attribution_accuracy", "accuracy", "val_accuracy"):
+        if isinstance(metrics.get(key), (int, float)):
+            return f"{key} {metrics[key]:.3f}"
+    return None
+
+
+@models_group.command("show")
+@click.argument("ref")
+@pass_state
+def models_show(state: State, ref: str) -> None:
+    """Everything recorded about artifact REF (id or SHA-256 prefix), after verifying its bytes."""
+    with state.workspace.db.session() as session:
+        registry = Registry(session, state.workspace.store)
+        row = registry.get(ref)
+        registry.read(row)  # verified: a modified artifact is refused here too
+        echo_json({**artifact_dict(row), "verified": True})
+
+
+@models_group.command("import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--default", "make_default", is_flag=True, help="Make it its detector's default.")
+@json_option
+@pass_state
+def models_import(state: State, file: Path, make_default: bool, as_json: bool) -> None:
+    """Import an artifact FILE (as `vestige models export` writes it)."""
+    with state.workspace.db.session() as session:
+        row = Registry(session, state.workspace.store).import_file(
+            file, make_default=make_default, known_detectors=get_detectors(state.pm))
+        data = artifact_dict(row)
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(f"imported model artifact {data['id']} for {data['detector']}: {data['sha256']}"
+                   + (" (default)" if data["default"] else ""))
+
+
+@models_group.command("export")
+@click.argument("ref")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("."), show_default=True,
+              help="A file name, or a folder to write it in.")
+@pass_state
+def models_export(state: State, ref: str, out: Path) -> None:
+    """Write artifact REF to a file, verified."""
+    with state.workspace.db.session() as session:
+        registry = Registry(session, state.workspace.store)
+        row = registry.get(ref)
+        path = registry.export(row, out)
+        click.echo(f"{path}  sha256 {row.sha256}")
+
+
+@models_group.command("default")
+@click.argument("ref")
+@pass_state
+def models_default(state: State, ref: str) -> None:
+    """Make artifact REF its detector's default (analyses requested from now on use it)."""
+    with state.workspace.db.session() as session:
+        registry = Registry(session, state.workspace.store)
+        row = registry.get(ref)
+        registry.read(row)
+        registry.set_default(row)
+        click.echo(f"{row.detector}: default model is now artifact {row.id} ({row.sha256[:16]})")
+
+
+@models_group.command("reset-default")
+@click.argument("detector")
+@pass_state
+def models_reset_default(state: State, detector: str) -> None:
+    """Go back to the artifact DETECTOR's plugin ships."""
+    with state.workspace.db.session() as session:
+        Registry(session, state.workspace.store).clear_default(detector)
+    click.echo(f"{detector}: no lab default; the plugin's shipped artifact is used")
+
+
+class TrainGroup(click.Group):
+    """One sub-command per installed trainable detector, with the options it declares."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        state = ctx.find_object(State)
+        return sorted(trainable_detectors(state)) if state else []
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        state = ctx.find_object(State)
+        if state is None:
+            return None
+        detector = trainable_detectors(state).get(name)
+        return None if detector is None else _train_command(detector)
+
+
+def _train_command(detector: TrainableDetector) -> click.Command:
+    params: list[click.Parameter] = [
+        click.Option(["--dataset"], type=click.Path(path_type=Path, file_okay=False), required=True,
+                     help="A dataset built by `vestige bench build`."),
+        click.Option(["--seed"], type=int, default=0, show_default=True),
+        click.Option(["--device"], type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.Option(["--default", "make_default"], is_flag=True, help="Make the trained artifact the default."),
+        click.Option(["--out"], type=click.Path(path_type=Path), default=None,
+                     help="Also write the artifact file here (a file name or a folder)."),
+        click.Option(["--json", "as_json"], is_flag=True, help="Print the registered artifact as JSON."),
+    ]
+    for option in detector.train_options:
+        flag = "--" + option.name.replace("_", "-")
+        if option.type is bool:
+            params.append(click.Option([flag, option.name], is_flag=True, default=bool(option.default), help=option.help))
+        else:
+            kind = click.Choice(list(option.choices)) if option.choices else option.type
+            params.append(click.Option([flag, option.name], type=kind, default=option.default,
+                                       show_default=True, help=option.help))
+    names = {o.name for o in detector.train_options}
+
+    @click.pass_obj
+    def run(state: State, dataset: Path, seed: int, device: str, make_default: bool, out: Path | None,
+            as_json: bool, **options: Any) -> None:
+        _train(state, detector, dataset, seed=seed, device=device, make_default=make_default, out=out,
+               as_json=as_json, options={k: v for k, v in options.items() if k in names})
+
+    return click.Command(detector.name, params=params, callback=run,
+                         help=f"Train {detector.name} ({detector.description}) and register the artifact.")
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, seed: int, device: str,
+           make_default: bool, out: Path | None, as_json: bool, options: dict[str, Any]) -> None:
+    from vestige.datasets import open_dataset
+
+    workspace = state.workspace  # fail before hours of training, not after
+    dataset = open_dataset(dataset_path)
+    began = time.monotonic()
+
+    def progress(message: str) -> None:
+        click.echo(f"[{time.monotonic() - began:7.1f}s] {detector.name}: {message}", err=True)
+
+    progress(f"training on {dataset_path} ({dataset.sha256[:12]}), seed {seed}")
+    model = detector.fit(dataset.training_set(), seed=seed, options=options, progress=progress,
+                         device=_resolve_device(device))
+    minutes = (time.monotonic() - began) / 60
+    replay = [f"vestige train {detector.name} --dataset {dataset_path} --seed {seed}"]
+    for key, value in sorted(options.items()):
+        flag = "--" + key.replace("_", "-")
+        replay.append(flag if value is True else "" if value is False or value is None else f"{flag} {value}")
+    info = {"train_command": " ".join(part for part in replay if part), "train_minutes": round(minutes, 2), "seed": seed, "options": options, "dataset": str(dataset_path)}
+    with workspace.db.session() as session:
+        registry = Registry(session, workspace.store)
+        row = registry.register_trained(detector, model, dataset_sha256=dataset.sha256, info=info,
+                                        make_default=make_default)
+        data = artifact_dict(row)
+        if out is not None:
+            registry.export(row, out)
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(f"registered model artifact {data['id']} for {detector.name}: {data['sha256']}"
+                   + (" (default)" if data["default"] else "") + f", {minutes:.1f} min")
+        for key, value in sorted(model.metrics.items()):
+            click.echo(f"  {key}: {value}")
+
+
+cli.add_command(TrainGroup("train", help="Train a detector on a dataset and register the artifact in the model registry."))
