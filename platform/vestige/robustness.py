@@ -9,24 +9,21 @@ made once: a later analysis finds and reuses them.
 
 from __future__ import annotations
 
-import hashlib
-import io
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import sqlalchemy as sa
-from PIL import Image as PILImage
 from sqlalchemy.orm import Session
 
 from vestige.db.models import Case, Image, Perturbation
-from vestige.errors import PluginError
-from vestige.imagefile import ImageLimits, inspect_image, open_image, to_rgb
+from vestige.derivatives import add_derivative, apply_chain, get_perturbations
+from vestige.derivatives import chain_name as probe_name
+from vestige.imagefile import ImageLimits, open_image, to_rgb
 from vestige.ingest import Acquisition, Ingester
-from vestige.plugin import ENCODED_IMAGE_KEY
-from vestige.plugin import Perturbation as PerturbationOperation
 from vestige.plugins import VestigePluginManager
 from vestige.workspace import Workspace
+
+__all__ = ["PROBES", "apply_chain", "create_derivatives", "get_perturbations", "probe_name", "robustness_summary"]
 
 #: The probes, each an operation chain as perturbation history records it.
 PROBES: tuple[list[dict[str, Any]], ...] = (
@@ -38,40 +35,6 @@ PROBES: tuple[list[dict[str, Any]], ...] = (
     [{"op": "crop", "params": {"fraction": 0.9}}],
     [{"op": "blur", "params": {"radius": 1.0}}],
 )
-
-
-JPEG_MAGIC = b"\xff\xd8\xff"
-
-
-def probe_name(operations: Sequence[Mapping[str, Any]]) -> str:
-    """A short stable name: ``jpeg-90``, ``resize-0.5``, ``crop-0.9``, ``blur-1.0``."""
-    return "+".join("-".join([str(op["op"]), *(str(v) for v in op.get("params", {}).values())]) for op in operations)
-
-
-def get_perturbations(pm: VestigePluginManager) -> dict[str, PerturbationOperation]:
-    """Every perturbation operation the plugins provide, by name."""
-    found: dict[str, PerturbationOperation] = {}
-    for provided in pm.hook.vestige_perturbations():
-        for operation in provided or []:
-            found.setdefault(operation.name, operation)
-    return found
-
-
-def apply_chain(image: PILImage.Image, operations: Sequence[Mapping[str, Any]],
-                available: Mapping[str, PerturbationOperation], *, seed: bytes) -> bytes:
-    """Apply ``operations`` in order and encode the result (PNG, or the bytes an operation produced)."""
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed).digest()[:8], "big"))
-    for op in operations:
-        if op["op"] not in available:
-            known = ", ".join(sorted(available)) or "none"
-            raise PluginError(f"no perturbation operation named {op['op']!r} is installed; installed: {known}")
-        image = available[op["op"]].apply(image, rng=rng, **op.get("params", {}))
-    encoded = image.info.get(ENCODED_IMAGE_KEY)
-    if isinstance(encoded, bytes):
-        return encoded
-    buf = io.BytesIO()
-    image.save(buf, "PNG")  # lossless: the derivative holds exactly the operation's pixels
-    return buf.getvalue()
 
 
 def create_derivatives(workspace: Workspace, session: Session, case: Case, images: Sequence[Image],
@@ -103,17 +66,9 @@ def create_derivatives(workspace: Workspace, session: Session, case: Case, image
                 continue
             assert decoded is not None
             data = apply_chain(decoded.copy(), ops, available, seed=f"{parent.blob_sha256}:{name}".encode())
-            stem = parent.original_filename.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-            extension = "jpg" if data.startswith(JPEG_MAGIC) else "png"
-            filename = f"{stem}.{name}.{extension}"
-            facts = inspect_image(data, name=filename, limits=limits)
-            acquisition = Acquisition(source=f"robustness probe {name} of image {parent.id}", actor=actor)
             if ingester is None:
-                ingester = Ingester(workspace, session, case, acquisition)
-            ingester.acquisition = acquisition
-            image = ingester.add_image(data, facts, filename=filename, origin="derived")
-            session.add(Perturbation(image_id=image.id, parent_id=parent.id, basis="applied", operations=list(ops)))
-            session.flush()
+                ingester = Ingester(workspace, session, case, Acquisition(source="", actor=actor))
+            image = add_derivative(ingester, parent, data, ops, source=f"robustness probe {name} of image {parent.id}")
             existing[(parent.id, name)] = image.id
             derived.setdefault(parent.id, {})[name] = image
     return derived
