@@ -59,3 +59,196 @@ def bench_analyze(state: State, count: int, size: int, redis_url: str, workers: 
     result = run_analysis_benchmark(count=count, size=size, redis_url=redis_url, workers=workers)
     write_result(out, result)
     echo_json(result)
+
+
+# ---------------------------------------------------------------------------
+# benchmark datasets and the harness (docs/benchmarks.md, "Building datasets and running the harness")
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as a replayable line: every option with the value it took, defaults included."""
+    import shlex
+
+    parts = ctx.command_path.split()
+    arguments = []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            arguments += [str(v) for v in (value if isinstance(value, tuple) else (value,)) if v is not None]
+            continue
+        if not isinstance(param, click.Option) or value is None or value is False or value == ():
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            parts.append(flag)
+            continue
+        for item in value if param.multiple else (value,):
+            parts += [flag, str(item)]
+    return shlex.join(parts + arguments)
+
+
+def _progress(line: str) -> None:
+    click.echo(line, err=True)
+
+
+@bench_group.group("build")
+def bench_build() -> None:
+    """Build a benchmark dataset: PNGs of every source and a manifest hashing each file."""
+
+
+@bench_build.command("zoo32")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the dataset.")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="The CIFAR-10 zip (default: ../shared/data/cifar10-jpeg.zip).")
+@click.option("--train", "n_train", type=click.IntRange(1), default=1000, show_default=True, help="Training images per source.")
+@click.option("--val", "n_val", type=click.IntRange(0), default=200, show_default=True, help="Validation images per source.")
+@click.option("--test", "n_test", type=click.IntRange(2), default=500, show_default=True,
+              help="Clean test images per source (half seen, half unseen classes).")
+@click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--sources", default=None, help="Comma-separated subset of: real and the zoo's generators.")
+@click.option("--device", default="cpu", show_default=True, help="Where the generators sample.")
+@click.pass_context
+def bench_build_zoo32(ctx: click.Context, out: Path, data: Path | None, n_train: int, n_val: int, n_test: int,
+                      severity: int, seed: int, sources: str | None, device: str) -> None:
+    """CIFAR-10 and every zoo generator: train/val on five classes, test on those and five unseen, perturbed copies."""
+    import time
+
+    from vestige.dataset_builders import Counts, build_zoo32
+
+    state: State = ctx.find_object(State)
+    began = time.perf_counter()
+    dataset = build_zoo32(out, data=data, counts=Counts(n_train, n_val, n_test), severity=severity, seed=seed,
+                          sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
+                          command=_command_line(ctx), device=device, pm=state.pm, progress=_progress)
+    _report_dataset(dataset, time.perf_counter() - began)
+
+
+@bench_build.command("folders")
+@click.argument("src", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the dataset.")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True)
+@click.option("--test-fraction", type=float, default=0.2, show_default=True)
+@click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
+@click.option("--crop", type=click.IntRange(1), default=None, help="Keep the centre N×N of every image (same size for all sources).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def bench_build_folders(ctx: click.Context, src: Path, out: Path, val_fraction: float, test_fraction: float,
+                        severity: int, crop: int | None, seed: int) -> None:
+    """A lab's reference images: one sub-folder of SRC per source (`real` for camera images)."""
+    import time
+
+    from vestige.dataset_builders import build_folders
+    from vestige.imagefile import ImageLimits
+
+    state: State = ctx.find_object(State)
+    cfg = state.config.ingest
+    began = time.perf_counter()
+    dataset = build_folders(src, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, severity=severity,
+                            crop=crop, command=_command_line(ctx), pm=state.pm,
+                            limits=ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels),
+                            progress=_progress, warn=lambda line: click.echo(f"warning: {line}", err=True))
+    _report_dataset(dataset, time.perf_counter() - began)
+
+
+def _report_dataset(dataset, seconds: float) -> None:  # noqa: ANN001 - a vestige.datasets.Dataset
+    files = dataset.records()
+    size = sum(r.size for r in files) + (dataset.path / "manifest.json").stat().st_size
+    clean = sum(r.condition == "clean" for r in files)
+    click.echo(f"wrote {dataset.path}: {len(files)} PNGs ({clean} clean, {len(files) - clean} perturbed) of "
+               f"{len(dataset.sources)} sources, "
+               f"{size / 1e6:.1f} MB, in {seconds:.0f} s")
+    click.echo(f"manifest SHA-256 {dataset.sha256}")
+
+
+@bench_group.command("run")
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
+@click.option("--detectors", required=True, help="Comma-separated detector names.")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for results.json, results.md and pictures.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Training seed (and the --limit draw).")
+@click.option("--model", "models", multiple=True,
+              help="DET=REF: evaluate this artifact instead of training (registry id or SHA-256 prefix, or a file).")
+@click.option("--option", "options", multiple=True, help="DET.KEY=VALUE: a training option of detector DET.")
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N test images per condition.")
+@click.option("--device", default="cpu", show_default=True, help="Where detectors train and run.")
+@click.option("--record", is_flag=True, help="Append the table to docs/benchmarks.md with the command and the commit.")
+@click.pass_context
+def bench_run(ctx: click.Context, dataset_path: Path, detectors: str, out: Path, seed: int, models: tuple[str, ...],
+              options: tuple[str, ...], limit: int | None, device: str, record: bool) -> None:
+    """Train where needed, evaluate every test condition, write a Markdown table, JSON and confusion pictures."""
+    from vestige.datasets import open_dataset
+    from vestige.errors import InvalidInputError
+    from vestige.harness import parse_options, record_results, run_benchmark
+    from vestige.plugins import select_detectors
+
+    state: State = ctx.find_object(State)
+    names = [n.strip() for n in detectors.split(",") if n.strip()]
+    if not names:
+        raise InvalidInputError("--detectors names no detector; give a comma-separated list (`vestige plugins` shows them)")
+    chosen = select_detectors(state.pm, names)
+    fit_options = parse_options(options, chosen)
+    docs = Path("docs/benchmarks.md")
+    if record and not docs.is_file():
+        raise InvalidInputError("--record appends to docs/benchmarks.md: run it from the repository root")
+    artifacts = _given_artifacts(state, chosen, models)
+    _progress(f"opening {dataset_path} (checking every file's SHA-256)")
+    dataset = open_dataset(dataset_path)
+    summary = run_benchmark(dataset, chosen, out, seed=seed, artifacts=artifacts, options=fit_options, limit=limit,
+                            device=device, command=_command_line(ctx), register=_registrar(state, dataset),
+                            progress=_progress)
+    click.echo((out / "results.md").read_text(), nl=False)
+    _progress(f"wrote {out / 'results.json'}, {out / 'results.md'} and the confusion pictures")
+    if record:
+        record_results(summary, docs)
+        _progress(f"appended the table to {docs}")
+
+
+def _given_artifacts(state: State, detectors, values: tuple[str, ...]) -> dict:  # noqa: ANN001
+    """``--model DET=REF`` as verified artifacts: REF is a file, or an artifact of the workspace's registry."""
+    from vestige.errors import InvalidInputError
+    from vestige.training import TrainableDetector, read_artifact_file
+
+    by_name = {d.name: d for d in detectors}
+    out = {}
+    for value in values:
+        name, sep, ref = value.partition("=")
+        if not sep or not name.strip() or not ref.strip():
+            raise InvalidInputError(f"--model takes DETECTOR=ARTIFACT (a registry id, a SHA-256 prefix or a file), not {value!r}")
+        name, ref = name.strip(), ref.strip()
+        if not isinstance(by_name.get(name), TrainableDetector):
+            raise InvalidInputError(f"--model names {name!r}, which is not a trainable detector among --detectors")
+        if Path(ref).is_file():
+            artifact = read_artifact_file(Path(ref), origin="imported")
+        else:
+            from vestige.artifacts import Registry
+
+            with state.workspace.db.session() as session:
+                registry = Registry(session, state.workspace.store)
+                artifact = registry.read(registry.get(ref))
+        if artifact.detector != name:
+            raise InvalidInputError(f"model artifact {artifact.sha256[:12]}… is for detector {artifact.detector}, not {name}")
+        out[name] = artifact
+    return out
+
+
+def _registrar(state: State, dataset):  # noqa: ANN001, ANN202
+    """Register each model the harness trains in the workspace's model registry (skipped without a workspace)."""
+    from vestige.errors import VestigeError
+
+    def register(detector, model, path: Path):  # noqa: ANN001, ANN202
+        try:
+            from vestige.artifacts import Registry
+        except ImportError:  # a checkout without the registry: the file in OUT/models is the record
+            return None
+        try:
+            workspace = state.workspace
+        except VestigeError as exc:
+            _progress(f"{detector.name}: not registered ({exc}); `vestige models import {path}` registers it later")
+            return None
+        with workspace.db.session() as session:
+            row = Registry(session, workspace.store).register_trained(
+                detector, model, dataset_sha256=dataset.sha256,
+                info={"trained_by": "vestige bench run", "dataset": str(dataset.path), "file": path.name})
+            return {"id": row.id, "sha256": row.sha256}
+
+    return register
