@@ -312,3 +312,13 @@ def test_perturb_list_shows_every_operation_with_its_parameters(vestige):
     table = vestige("perturb", "--list").stdout
     assert "corrupt-snow" in table and "severity=3" in table
     assert vestige("perturb", "1").exit_code == 2  # no --op
+
+
+def test_bench_perturb_writes_the_training_chain_and_every_operation(vestige, tmp_path):
+    out = tmp_path / "perturb.json"
+    result = vestige("bench", "perturb", "--n", "20", "--per-op", "2", "--repeats", "1", "--out", out)
+    assert result.exit_code == 0, result.stderr
+    written = json.loads(out.read_text())
+    assert written["size"] == 32 and written["training_chain"]["images_per_s"] > 0
+    assert set(written["operations"]) >= set(OPERATIONS)
+    assert "training chain" in result.stdout and "corrupt-snow" in result.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from vestige.cli.app import State, cli, echo_json, pass_state
+from vestige.cli.app import State, cli, echo_json, echo_table, pass_state
 
 
 @cli.group("bench")
@@ -59,6 +59,27 @@ def bench_analyze(state: State, count: int, size: int, redis_url: str, workers: 
     result = run_analysis_benchmark(count=count, size=size, redis_url=redis_url, workers=workers)
     write_result(out, result)
     echo_json(result)
+
+
+@bench_group.command("perturb")
+@click.option("--n", "count", default=2000, show_default=True, help="Images through the training chain, per run.")
+@click.option("--per-op", default=200, show_default=True, help="Images through each operation alone, per run.")
+@click.option("--size", default=32, show_default=True, help="Side of the square images.")
+@click.option("--repeats", default=3, show_default=True, help="Runs of each measurement; the median is kept.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/perturb.json"), show_default=True)
+@pass_state
+def bench_perturb(state: State, count: int, per_op: int, size: int, repeats: int, out: Path) -> None:
+    """Perturbation throughput on SIZE×SIZE images: RepMix's training chain, then each operation alone."""
+    from vestige.benchmarks import write_result
+    from vestige.perturb_benchmark import run_perturb_benchmark
+
+    result = run_perturb_benchmark(count=count, per_op=per_op, size=size, repeats=repeats)
+    write_result(out, result)
+    rows = [["training chain (augment)", result["training_chain"]["images_per_s"],
+             result["training_chain"]["ms_per_image"]]]
+    rows += [[name, r["images_per_s"], r["ms_per_image"]] for name, r in result["operations"].items()]
+    echo_table(rows, ["operation", "images/s", "ms/image"])
+    click.echo(f"written to {out}")
 
 
 # ---------------------------------------------------------------------------
