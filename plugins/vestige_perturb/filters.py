@@ -29,8 +29,8 @@ def to_image(array: np.ndarray) -> Image.Image:
 def spatial_scale(height: int, width: int) -> float:
     """How much a pixel extent chosen for 224×224 is scaled for this image.
 
-    The square root of the shorter side over 224: a 32×32 image gets 0.38×
-    (close to the extents CIFAR-10-C uses), 128² gets 0.76×, 1024² gets 2.1×.
+    The square root of the shorter side over 224: a 32×32 image gets 0.38×,
+    128² gets 0.76×, 1024² gets 2.1×.
     Linear scaling would make 32×32 blurs vanish below a pixel, and no scaling
     would smear a small image into a single colour.
     """
