@@ -1,0 +1,196 @@
+"""The ``repmix`` detector: training options, the artifact it writes and reads, and ``analyze``.
+
+Torch is imported only when the detector trains or loads, so listing plugins
+stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vestige.plugin import Finding, ImageInput, VestigeError
+from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_artifact_file
+
+ARTIFACT_FORMAT = "repmix/1"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+#: Candidates listed in a finding's evidence.
+TOP_CANDIDATES = 3
+
+
+class ArtifactMismatchError(VestigeError):
+    """An artifact of another detector or of a layout this version does not read."""
+
+    status = 422
+
+
+def _recipe(options: Mapping[str, Any]):  # noqa: ANN202 - torch-side type, imported lazily
+    from vestige_repmix.fitting import Recipe
+
+    return Recipe(mix=not options.get("no_mix"), compound=not options.get("no_compound"),
+                  augment=not options.get("no_augment"), epochs=int(options.get("epochs") or 30),
+                  minutes=float(options.get("minutes") or 0.0), batch_size=int(options.get("batch_size") or 64),
+                  lr=float(options.get("lr") or 1e-3))
+
+
+class RepMixDetector(TrainableDetector):
+    """Attribution by a ResNet trained with representation mixing, the compound loss and corruption augmentation."""
+
+    name = "repmix"
+    version = "1.0.0"
+    kind = "attribution"
+    description = "RepMix (Bui et al. 2022): ResNet attribution robust to re-sharing, with an open-set 'unknown'"
+    device = "cpu"
+    batch_size = 64
+    train_options = (
+        TrainOption("arch", str, "narrow", "Backbone: narrow (CIFAR-style, 32² and CPU) or resnet50 (the paper's).",
+                    choices=("narrow", "resnet50")),
+        TrainOption("mix_layer", int, None, "Stage whose output is mixed (0 = stem; default: the one before the last)."),
+        TrainOption("no_mix", bool, False, "Ablation: no representation mixing."),
+        TrainOption("no_compound", bool, False, "Ablation: attribution head alone, no detection head or gating."),
+        TrainOption("no_augment", bool, False, "Ablation: no corruption augmentation."),
+        TrainOption("epochs", int, 30, "At most this many epochs (early stopping may end sooner)."),
+        TrainOption("minutes", float, 0.0, "Stop after the epoch that passes this many minutes (0: no limit)."),
+        TrainOption("batch_size", int, 64, "Images per step."),
+        TrainOption("lr", float, 1e-3, "Adam's learning rate (decayed ×0.85 per epoch)."),
+        TrainOption("threads", int, 0, "Torch CPU threads (0: torch's default)."),
+    )
+
+    def __init__(self) -> None:
+        self._net: Any = None
+        self._info: Mapping[str, Any] = {}
+        self._device = "cpu"
+
+    # -- training ---------------------------------------------------------
+
+    def fit(self, data: TrainingSet, *, seed: int = 0, options: Mapping[str, Any] | None = None,
+            progress: Callable[[str], None] | None = None, device: str = "cpu") -> TrainedModel:
+        import torch
+
+        from vestige_repmix.fitting import fit_network, input_size
+        from vestige_repmix.nets import architecture
+
+        options = dict(options or {})
+        if options.get("threads"):
+            torch.set_num_threads(int(options["threads"]))
+        recipe = _recipe(options)
+        try:
+            hyper = architecture(options.get("arch") or "narrow", len(data.sources), mix_layer=options.get("mix_layer"))
+        except ValueError as exc:
+            raise ArtifactMismatchError(str(exc)) from None
+        hyper["input_size"] = input_size(data.train)
+        net, report = fit_network(data, hyper, recipe, seed=seed, progress=progress or (lambda _: None))
+        tensors = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in net.state_dict().items()
+                   if not k.endswith("num_batches_tracked")}
+        flags = {"mix": recipe.mix, "compound": recipe.compound, "augment": recipe.augment}
+        info = {
+            "format": ARTIFACT_FORMAT, "hyper": hyper, "sources": list(data.sources), "input_size": hyper["input_size"],
+            "flags": flags, "temperature": report["temperature"], "threshold": report["threshold"],
+            "keep": recipe.keep, "dataset_sha256": data.dataset_sha256, "seed": seed,
+            "recipe": {"epochs": recipe.epochs, "minutes": recipe.minutes, "batch_size": recipe.batch_size,
+                       "lr": recipe.lr, "weight_decay": recipe.weight_decay, "lr_decay": 0.85, "augment_p": 0.95},
+            "history": report["history"],
+        }
+        metrics = {k: v for k, v in report.items() if k not in ("history", "temperature", "threshold")}
+        return TrainedModel(data=pack_artifact(tensors, detector=self.name, version=self.version, info=info),
+                            metrics=metrics, calibration={"temperature": report["temperature"],
+                                                          "threshold": report["threshold"]})
+
+    # -- artifacts --------------------------------------------------------
+
+    def use_artifact(self, artifact: ArtifactFile) -> None:
+        if artifact.detector != self.name:
+            raise ArtifactMismatchError(f"artifact {artifact.sha256[:12]} is a model of {artifact.detector}, not of {self.name}")
+        if artifact.info.get("format") != ARTIFACT_FORMAT:
+            raise ArtifactMismatchError(f"artifact {artifact.sha256[:12]} has layout {artifact.info.get('format')!r}; "
+                                        f"{self.name} {self.version} reads {ARTIFACT_FORMAT}: retrain it")
+        self._artifact = artifact
+        self._info = artifact.info
+        self._net = None
+
+    def shipped_artifact(self) -> ArtifactFile | None:
+        manifest = WEIGHTS_DIR / "manifest.json"
+        if not manifest.is_file():
+            return None
+        entry = json.loads(manifest.read_text())[self.name]
+        return read_artifact_file(WEIGHTS_DIR / entry["file"], origin="shipped", expected_sha256=entry["sha256"])
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self._info.get("sources", ())) or super().labels
+
+    def load(self, device: str = "cpu") -> None:
+        import torch
+
+        from vestige_repmix.nets import RepMixNet
+
+        artifact = self.require_artifact()
+        net = RepMixNet(self._info["hyper"])
+        state = {k: torch.from_numpy(v.astype(np.float32)) for k, v in artifact.tensors().items()}
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        if unexpected or [k for k in missing if not k.endswith("num_batches_tracked")]:
+            raise ArtifactMismatchError(f"artifact {artifact.sha256[:12]} does not fit the network its header "
+                                        "describes; retrain it")
+        self._device = "cuda" if device in ("cuda", "gpu") and torch.cuda.is_available() else "cpu"
+        self._net = net.to(self._device).eval()
+
+    # -- inference --------------------------------------------------------
+
+    def infer(self, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(L2-normalised embeddings, P(synthetic) from the detection head, calibrated attribution probabilities)."""
+        import torch
+
+        from vestige_repmix.calibration import softmax
+        from vestige_repmix.fitting import to_tensor
+        from vestige_repmix.nets import gate
+
+        if self._net is None:
+            self.load(self._device)
+        with torch.no_grad():
+            embedding, det, attr = self._net(to_tensor(pixels).to(self._device))
+            if self._info["flags"]["compound"]:
+                attr = gate(det, attr)
+            embedding = torch.nn.functional.normalize(embedding, dim=1)
+        probabilities = softmax(attr.cpu().numpy(), float(self._info["temperature"]))
+        if self._info["flags"]["compound"]:
+            synthetic = torch.softmax(det, dim=1)[:, 1].cpu().numpy().astype(np.float64)
+        else:
+            synthetic = 1.0 - probabilities[:, 0]
+        return embedding.cpu().numpy(), synthetic, probabilities
+
+    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        from vestige_repmix.fitting import to_array
+
+        size = int(self._info.get("input_size", 32)) if self._artifact is not None else 32
+        self.require_artifact()
+        pixels = np.stack([to_array(item.image, size) for item in batch]) if batch else np.zeros((0, size, size, 3), np.uint8)
+        embeddings, synthetic, probabilities = self.infer(pixels)
+        sources = list(self._info["sources"])
+        threshold = float(self._info["threshold"])
+        findings = []
+        for item, embedding, p_fake, probs in zip(batch, embeddings, synthetic, probabilities):
+            best = int(np.argmax(probs))
+            confidence = float(probs[best])
+            if confidence < threshold:
+                label, source = "unknown", None
+            elif best == 0:
+                label, source = "real", None
+            else:
+                label, source = "synthetic", sources[best]
+            order = np.argsort(-probs)[:TOP_CANDIDATES]
+            evidence = {
+                "detection_probability": float(p_fake),
+                "top_candidates": [{"source": sources[i], "probability": float(probs[i])} for i in order],
+                "temperature": float(self._info["temperature"]), "threshold": threshold,
+                "input": {"width": item.image.width, "height": item.image.height, "working_size": size,
+                          "resized": item.image.size != (size, size)},
+            }
+            findings.append(self.finding(label=label, source=source, confidence=confidence,
+                                         scores={s: float(p) for s, p in zip(sources, probs)}, evidence=evidence,
+                                         device=self._device, precision="fp32",
+                                         embedding=[float(v) for v in embedding]))
+        return findings
