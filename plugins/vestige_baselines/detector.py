@@ -112,7 +112,10 @@ def trained_sources(data: TrainingSet) -> tuple[str, ...]:
 
 
 def one_blas_thread() -> AbstractContextManager[Any]:
-    """A context in which numpy's BLAS uses one thread (see the module's docstring)."""
+    """A context in which numpy's and scipy's BLAS use one thread (see the module's docstring)."""
+    # scipy ships its own OpenBLAS, loaded with scipy.linalg: a library loaded after the limit
+    # is set escapes it (scikit-learn's PCA then ran 40 times slower on a busy machine).
+    import scipy.linalg  # noqa: F401
     from threadpoolctl import threadpool_limits
 
     return threadpool_limits(limits=1, user_api="blas")
