@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import io
 import shutil
 from pathlib import Path
@@ -300,3 +301,41 @@ def test_structure_nmi_finds_the_design_choice_that_explains_the_fingerprints() 
                                                   ["upsampling", "loss"], normalized_mutual_information)}
     assert rows["upsampling"]["nmi_models"] == pytest.approx(1.0) and rows["upsampling"]["nmi_images"] == pytest.approx(1.0)
     assert rows["loss"]["nmi_models"] == pytest.approx(0.0) and rows["loss"]["nmi_images"] < 0.1
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def test_a_lab_reference_is_built_from_a_folder_and_registered(vestige, tmp_path: Path) -> None:
+    folder = tmp_path / "lab-real"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    for i in range(6):
+        Image.fromarray(_texture(rng).astype(np.uint8), "RGB").save(folder / ("sub" if i % 2 else ".") / f"{i}.png")
+    assert vestige("init").exit_code == 0
+    result = vestige("manifpt", "reference", "--images", folder, "--out", tmp_path / "ref.safetensors")
+    assert result.exit_code == 0, result.stderr
+    sha = hashlib.sha256((tmp_path / "ref.safetensors").read_bytes()).hexdigest()
+    assert f"sha256 {sha}" in result.stdout
+    listed = vestige("models", "list", "--detector", "manifpt", "--json")
+    rows = [r for r in json.loads(listed.stdout) if r["sha256"] == sha]
+    assert rows and rows[0]["origin"] == "trained" and rows[0]["info"]["kind"] == "reference"
+    assert len(unpack(ArtifactFile.from_bytes((tmp_path / "ref.safetensors").read_bytes()))) == 6
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = vestige("manifpt", "reference", "--images", empty, "--no-register", "--out", tmp_path / "x")
+    assert refused.exit_code != 0 and "holds no images" in refused.stderr
+
+
+def test_augmentation_adds_corrupted_copies_of_training_images(tiny: TrainingSet) -> None:
+    def blur(image: Image.Image, rng: np.random.Generator) -> Image.Image:
+        from PIL import ImageFilter
+
+        return image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 1.0))))
+
+    with pytest.raises(ManifptError, match="needs a training set with augmentation"):
+        ManifptDetector().fit(tiny, options={**OPTIONS, "augment": 0.5, "epochs": 1})
+    augmented = TrainingSet(train=tiny.train, validation=tiny.validation, sources=tiny.sources, name="tiny", augment=blur)
+    model = ManifptDetector().fit(augmented, seed=0, options={**OPTIONS, "augment": 0.5, "epochs": 1})
+    plain = len(tiny.train) - 24
+    assert plain * 1.3 < model.metrics["train_artifacts"] < plain * 1.7

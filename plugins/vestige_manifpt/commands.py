@@ -159,6 +159,8 @@ def bench_command(reference_size: int, count: int, space: str, device: str, budg
         origin = "synthetic uniform noise (no CIFAR-10 zip)"
     began = time.perf_counter()
     ref = representation(np.ascontiguousarray(ref_pixels), space, device=device)
+    if ref.is_floating_point():
+        ref = ref.to(torch.float16)  # as the detector keeps it
     reference_seconds = time.perf_counter() - began
     norms = (ref.reshape(len(ref), -1).double() ** 2).sum(1)
     dim = int(np.prod(ref.shape[1:]))

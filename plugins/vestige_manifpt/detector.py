@@ -58,6 +58,8 @@ class ManifptDetector(TrainableDetector):
         TrainOption("minutes", float, 12.0, "Stop after the epoch that passes this many minutes."),
         TrainOption("batch_size", int, 128, "Attributor training batch size."),
         TrainOption("blocks", int, 3, "Residual blocks per stage of the attributor ResNet (3: the paper's ResNet-20)."),
+        TrainOption("augment", float, 0.0, "Share of training images that also get a copy under one random seen "
+                    "corruption (the dataset's augmentation), for robustness to re-shared images; 0: none."),
     )
 
     def __init__(self) -> None:
@@ -87,7 +89,15 @@ class ManifptDetector(TrainableDetector):
         device = "cuda" if device in ("cuda", "gpu") and torch.cuda.is_available() else "cpu"
         index = {s: i for i, s in enumerate(sources)}
         say(f"projecting {len(train)} training and {len(data.validation)} validation images in {space} space on {device}")
-        x, nearest_train, _ = project(stack([e.image.image for e in train]), reference, space, device=device)
+        pictures = [e.image.image for e in train]
+        if opts["augment"] > 0:
+            if data.augment is None:
+                raise ManifptError("--augment needs a training set with augmentation (the dataset's seen corruptions)")
+            chosen = np.flatnonzero(rng.random(len(train)) < opts["augment"])
+            say(f"adding {len(chosen)} corrupted copies of training images (seen corruptions)")
+            pictures += [data.augment(train[i].image.image, rng) for i in chosen]
+            train = train + [train[i] for i in chosen]
+        x, nearest_train, _ = project(stack(pictures), reference, space, device=device)
         x_val, _, _ = project(stack([e.image.image for e in data.validation]), reference, space, device=device)
         y = torch.tensor([index[e.source] for e in train], dtype=torch.int64)
         y_val = torch.tensor([index[e.source] for e in data.validation], dtype=torch.int64)
@@ -114,7 +124,7 @@ class ManifptDetector(TrainableDetector):
                                     for i, s in enumerate(sources)},
             "ece": calibration.expected_calibration_error(probs, labels),
             "unknown_rate": float(np.mean(probs.max(1) < threshold)) if len(labels) else None,
-            "real_examples": len(real_kept), "reference_images": len(reference),
+            "real_examples": len(real_kept), "reference_images": len(reference), "train_artifacts": int(len(y)),
             "train_artifacts_mean_abs": float(x.abs().mean()),
             "train_real_artifact_mean_abs": float(x[y == index.get(REAL, -1)].abs().mean()) if REAL in index else None,
         }

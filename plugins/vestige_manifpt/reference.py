@@ -68,7 +68,7 @@ class Reference:
         return {bytes(row).hex() for row in self.sha256}
 
     def space(self, space: str, device: str = "cpu") -> tuple[Any, Any]:
-        """The reference in ``space`` and its float64 squared norms, computed once per space and device."""
+        """The reference in ``space`` (uint8 pixels, or fp16 spectra / features) and its float64 squared norms, once per space."""
         key = (space, str(device))
         if key not in self._cache:
             import torch
@@ -76,6 +76,8 @@ class Reference:
             from vestige_manifpt.spaces import representation
 
             rep = representation(self.pixels, space, device="cpu")
+            if rep.is_floating_point():
+                rep = rep.to(torch.float16)  # half the memory; the search measures distances to these values
             flat = rep.reshape(len(rep), -1).to(torch.float64)
             norms = (flat * flat).sum(1)
             self._cache[key] = (rep.to(device), norms)
