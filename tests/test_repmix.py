@@ -220,7 +220,8 @@ def test_artifact_round_trip_and_a_modified_shipped_artifact_is_refused(trained,
     weights.mkdir()
     name = f"repmix-{artifact.sha256[:8]}.safetensors"
     (weights / name).write_bytes(data)
-    (weights / "manifest.json").write_text(json.dumps({"repmix": {"file": name, "sha256": artifact.sha256}}))
+    manifest = {"default": "tiny", "artifacts": {"tiny": {"file": name, "sha256": artifact.sha256}}}
+    (weights / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(repmix_detector, "WEIGHTS_DIR", weights)
     assert RepMixDetector().shipped_artifact().sha256 == artifact.sha256
     (weights / name).write_bytes(data[:-2] + b"\x00\x01")
@@ -232,7 +233,8 @@ def test_the_shipped_artifact_verifies_and_names_the_zoo_sources() -> None:
     shipped = RepMixDetector().shipped_artifact()
     if shipped is None:
         pytest.skip("no shipped repmix artifact in this checkout")
-    manifest = json.loads((repmix_detector.WEIGHTS_DIR / "manifest.json").read_text())["repmix"]
+    content = json.loads((repmix_detector.WEIGHTS_DIR / "manifest.json").read_text())
+    manifest = content["artifacts"][content["default"]]
     assert shipped.sha256 == manifest["sha256"] and shipped.origin == "shipped"
     assert shipped.info["sources"][0] == "real" and shipped.info["input_size"] == 32
     assert len(shipped.data) <= 5 * 1024 * 1024

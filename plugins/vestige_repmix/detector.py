@@ -54,7 +54,7 @@ class RepMixDetector(TrainableDetector):
         TrainOption("no_compound", bool, False, "Ablation: attribution head alone, no detection head or gating."),
         TrainOption("no_augment", bool, False, "Ablation: no corruption augmentation."),
         TrainOption("epochs", int, 30, "At most this many epochs (early stopping may end sooner)."),
-        TrainOption("minutes", float, 0.0, "Stop after the epoch that passes this many minutes (0: no limit)."),
+        TrainOption("minutes", float, 0.0, "Wall-clock budget: no epoch starts that would end past it (0: none)."),
         TrainOption("batch_size", int, 64, "Images per step."),
         TrainOption("lr", float, 1e-3, "Adam's learning rate (decayed ×0.85 per epoch)."),
         TrainOption("threads", int, 0, "Torch CPU threads (0: torch's default)."),
@@ -69,6 +69,13 @@ class RepMixDetector(TrainableDetector):
 
     def fit(self, data: TrainingSet, *, seed: int = 0, options: Mapping[str, Any] | None = None,
             progress: Callable[[str], None] | None = None, device: str = "cpu") -> TrainedModel:
+        net, hyper, recipe, report = self.train_network(data, seed=seed, options=options, progress=progress)
+        return self.package(net, hyper, recipe, report, sources=data.sources, dataset_sha256=data.dataset_sha256,
+                            seed=seed)
+
+    def train_network(self, data: TrainingSet, *, seed: int = 0, options: Mapping[str, Any] | None = None,
+                      progress: Callable[[str], None] | None = None) -> tuple[Any, dict, Any, dict]:
+        """The trained network, its hyper-parameters, the recipe and what training measured (no artifact yet)."""
         import torch
 
         from vestige_repmix.fitting import fit_network, input_size
@@ -84,13 +91,18 @@ class RepMixDetector(TrainableDetector):
             raise ArtifactMismatchError(str(exc)) from None
         hyper["input_size"] = input_size(data.train)
         net, report = fit_network(data, hyper, recipe, seed=seed, progress=progress or (lambda _: None))
+        return net, hyper, recipe, report
+
+    def package(self, net: Any, hyper: Mapping[str, Any], recipe: Any, report: Mapping[str, Any], *,
+                sources: Sequence[str], dataset_sha256: str | None, seed: int) -> TrainedModel:
+        """The artifact of a trained network: fp16 tensors and the header ``use_artifact`` reads."""
         tensors = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in net.state_dict().items()
                    if not k.endswith("num_batches_tracked")}
         flags = {"mix": recipe.mix, "compound": recipe.compound, "augment": recipe.augment}
         info = {
-            "format": ARTIFACT_FORMAT, "hyper": hyper, "sources": list(data.sources), "input_size": hyper["input_size"],
+            "format": ARTIFACT_FORMAT, "hyper": dict(hyper), "sources": list(sources), "input_size": hyper["input_size"],
             "flags": flags, "temperature": report["temperature"], "threshold": report["threshold"],
-            "keep": recipe.keep, "dataset_sha256": data.dataset_sha256, "seed": seed,
+            "keep": recipe.keep, "dataset_sha256": dataset_sha256, "seed": seed,
             "recipe": {"epochs": recipe.epochs, "minutes": recipe.minutes, "batch_size": recipe.batch_size,
                        "lr": recipe.lr, "weight_decay": recipe.weight_decay, "lr_decay": 0.85, "augment_p": 0.95},
             "history": report["history"],
@@ -113,10 +125,15 @@ class RepMixDetector(TrainableDetector):
         self._net = None
 
     def shipped_artifact(self) -> ArtifactFile | None:
+        """The manifest's ``default`` entry of ``weights/``, hashed against the manifest on every read."""
         manifest = WEIGHTS_DIR / "manifest.json"
         if not manifest.is_file():
             return None
-        entry = json.loads(manifest.read_text())[self.name]
+        try:
+            content = json.loads(manifest.read_text())
+            entry = content["artifacts"][content["default"]]
+        except (ValueError, KeyError, TypeError):
+            raise ArtifactMismatchError(f"{manifest} does not name its default artifact; reinstall the plugin") from None
         return read_artifact_file(WEIGHTS_DIR / entry["file"], origin="shipped", expected_sha256=entry["sha256"])
 
     @property

@@ -190,8 +190,10 @@ def fit_network(data: TrainingSet, hyper: Mapping[str, Any], recipe: Recipe, *, 
         elif epoch + 1 >= MIN_EPOCHS and epoch - best[1] >= PATIENCE:
             progress(f"early stop: no better validation loss for {PATIENCE} epochs")
             break
-        if recipe.minutes and time.monotonic() - began > recipe.minutes * 60:
-            progress(f"time budget of {recipe.minutes} min reached")
+        elapsed = time.monotonic() - began
+        # Stop before an epoch that would end past the budget (epochs take minutes on a shared CPU).
+        if recipe.minutes and elapsed * (epoch + 2) / (epoch + 1) > recipe.minutes * 60:
+            progress(f"time budget of {recipe.minutes} min reached ({elapsed / 60:.1f} min, {epoch + 1} epochs)")
             break
     net.load_state_dict(best[2])
     _, logits = evaluate(net, x_val, y_val, compound=recipe.compound, num_classes=num_classes)
