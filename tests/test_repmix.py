@@ -120,6 +120,20 @@ def test_no_mixing_at_inference_the_output_ignores_batch_partners(trained) -> No
     assert alone.embedding == pytest.approx(in_batch.embedding, abs=1e-6)
 
 
+def test_the_paper_backbone_is_torchvision_resnet50_mixed_before_layer4() -> None:
+    torch.manual_seed(0)
+    hyper = architecture("resnet50", 8)
+    assert hyper["mix_layer"] == 3  # stem, layer1, layer2, layer3 | layer4
+    model = RepMixNet(hyper).eval()
+    assert model.stages[4][0].conv3.out_channels == 2048
+    x = torch.randn(2, 3, SIZE, SIZE)
+    embedding, detection, attribution = model(x, torch.tensor([1, 0]), torch.tensor([0.5, 0.5]))
+    assert embedding.shape == (2, 256) and detection.shape == (2, 2) and attribution.shape == (2, 8)
+    assert torch.allclose(embedding[0], embedding[1], atol=1e-5)  # α = 1/2 both ways: the same mixture
+    with pytest.raises(ValueError, match="mix layer"):
+        architecture("narrow", 8, mix_layer=4)
+
+
 def test_each_loss_term_is_weighted_by_its_mixing_weight() -> None:
     logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
     y, y_partner = torch.tensor([0, 2]), torch.tensor([1, 0])
