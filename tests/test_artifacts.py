@@ -238,3 +238,69 @@ def test_a_tampered_default_is_refused_by_show_and_detect(vestige, workspace, tm
     image.write_bytes(encode(photo(1, 32), "PNG"))
     result = vestige("detect", image, "--detector", "knn")
     assert result.exit_code != 0 and "corrupted" in result.stderr
+
+
+def test_detectors_without_a_model_are_skipped_when_all_run_and_refused_when_named(vestige, workspace, tmp_path) -> None:
+    image = tmp_path / "x.png"
+    image.write_bytes(encode(photo(1, 32), "PNG"))
+    result = vestige("detect", image, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert "skipping" in result.stderr and "knn" in result.stderr
+    assert "metadata" in {json.loads(line)["detector"] for line in result.stdout.splitlines()}
+    result = vestige("detect", image, "--detector", "knn")
+    assert result.exit_code != 0
+    assert result.stderr.strip() == ("error: detector knn has no trained model: train one with `vestige train knn "
+                                     "--dataset DIR` or import one with `vestige models import FILE --default`")
+
+
+def test_an_analysis_pins_the_default_model_and_its_verdicts_name_it(vestige, workspace, tmp_path) -> None:
+    from vestige.cases import get_case
+    from vestige.db.models import Analysis, Verdict
+    from vestige.plugins import get_detectors, get_plugin_manager
+
+    knn = get_detectors(get_plugin_manager())["knn"]
+    model = knn.fit(training_set(), seed=0)
+    with workspace.db.session() as session:
+        Registry(session, workspace.store).register_trained(knn, model, dataset_sha256=None, make_default=True)
+    assert vestige("case", "new", "--ref", "PIN-1", "--title", "pinning").exit_code == 0
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    for i, (source, tint) in enumerate(TINTS.items()):
+        (folder / f"{source}.png").write_bytes(tinted(100 + i, tint).data)
+    assert vestige("ingest", "PIN-1", folder).exit_code == 0
+    result = vestige("analyze", "PIN-1", "--detectors", "knn", "--wait")
+    assert result.exit_code == 0, result.stderr
+    with workspace.db.session() as session:
+        case = get_case(session, "PIN-1")
+        analysis = session.query(Analysis).filter_by(case_id=case.id).one()
+        assert analysis.options["models"] == {"knn": model.sha256}
+        verdicts = session.query(Verdict).filter_by(analysis_id=analysis.id).all()
+        assert len(verdicts) == 3 and {v.model_sha256 for v in verdicts} == {model.sha256}
+        assert all(v.error is None for v in verdicts)
+
+
+def test_changing_the_default_mid_analysis_does_not_change_its_verdicts(vestige, workspace, tmp_path) -> None:
+    from vestige.cases import get_case
+    from vestige.db.models import Analysis, Verdict
+    from vestige.jobs.dispatch import run_in_process
+    from vestige.plugins import get_detectors, get_plugin_manager
+
+    knn = get_detectors(get_plugin_manager())["knn"]
+    first = knn.fit(training_set(), seed=0)
+    second = knn.fit(training_set(), seed=0, options={"k": 3})
+    assert first.sha256 != second.sha256
+    with workspace.db.session() as session:
+        registry = Registry(session, workspace.store)
+        registry.register_trained(knn, first, dataset_sha256=None, make_default=True)
+        later = registry.register_trained(knn, second, dataset_sha256=None)
+    assert vestige("case", "new", "--ref", "PIN-2", "--title", "pinning").exit_code == 0
+    image = tmp_path / "one.png"
+    image.write_bytes(tinted(7, TINTS["gen-a"]).data)
+    assert vestige("ingest", "PIN-2", image).exit_code == 0
+    assert vestige("analyze", "PIN-2", "--detectors", "knn").exit_code == 0  # queued, no worker yet
+    assert vestige("models", "default", later.sha256[:12]).exit_code == 0
+    with workspace.db.session() as session:
+        analysis_id = session.query(Analysis).filter_by(case_id=get_case(session, "PIN-2").id).one().id
+    run_in_process(workspace, analysis_id)
+    with workspace.db.session() as session:
+        assert [v.model_sha256 for v in session.query(Verdict).filter_by(analysis_id=analysis_id)] == [first.sha256]

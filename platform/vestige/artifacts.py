@@ -30,7 +30,7 @@ from vestige.db.models import ModelArtifact
 from vestige.errors import ConflictError, InvalidInputError, NotFoundError
 from vestige.plugin import Detector
 from vestige.store import BlobStore
-from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, unpack_artifact
+from vestige.training import ArtifactFile, NoModelError, TrainableDetector, TrainedModel, unpack_artifact
 
 #: Largest artifact file ``vestige models import`` accepts.
 MAX_ARTIFACT_BYTES = 2 * 1024**3
@@ -220,3 +220,24 @@ def pinned_models(detectors: Iterable[Detector], registry: Registry) -> dict[str
                     registry.add(artifact.data, origin="shipped")
                 out[detector.name] = artifact.sha256
     return out
+
+
+def runnable(detectors: Iterable[Detector], registry: Registry | None, *, named: bool) -> tuple[list[Detector], list[str]]:
+    """The detectors that can run now, and the names of trainable ones left out for want of a model.
+
+    ``named``: the user named these detectors, so a trainable one without any
+    artifact is an error (one line saying how to get a model) rather than
+    silently skipped, as it is when "all detectors" were asked for.
+    """
+    ready: list[Detector] = []
+    skipped: list[str] = []
+    for detector in detectors:
+        if isinstance(detector, TrainableDetector) and choose(detector, registry) is None:
+            if named:
+                raise NoModelError(f"detector {detector.name} has no trained model: train one with "
+                                   f"`vestige train {detector.name} --dataset DIR` or import one with "
+                                   f"`vestige models import FILE --default`")
+            skipped.append(detector.name)
+        else:
+            ready.append(detector)
+    return ready, skipped

@@ -18,6 +18,7 @@ from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
 from vestige.analyses import request_analysis, tasks_of
 from vestige.db.models import Analysis, Case
 from vestige.errors import ConflictError
+from vestige.artifacts import Registry, runnable
 from vestige.plugins import select_detectors
 from vestige.workspace import Workspace
 from vestige_web.access import find_case, require_act
@@ -48,7 +49,8 @@ def launch_analysis(case: Case, names: Sequence[str], *, robustness: bool) -> tu
     require_act(session, g.user, case, "analyse it")
     if not any(image.origin == "evidence" for image in case.images):
         raise ConflictError(f"Case {case.reference} has no evidence images to analyse yet; add some first.")
-    detectors = select_detectors(vestige.pm, [n for n in names if n])
+    named = [n for n in names if n]
+    detectors, _ = runnable(select_detectors(vestige.pm, named), Registry(session, workspace.store), named=bool(named))
     analysis = request_analysis(workspace, session, case, detectors, pm=vestige.pm, actor=g.user.username,
                                 robustness=robustness)
     tasks = tasks_of(session, analysis)

@@ -14,6 +14,7 @@ from vestige.cases import get_case
 from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
 from vestige.db.models import Analysis, Image
 from vestige.errors import NotFoundError
+from vestige.artifacts import Registry, runnable
 from vestige.plugins import select_detectors
 from vestige.verdicts import analysis_verdicts, verdict_as_dict
 
@@ -60,8 +61,12 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
     from vestige.jobs.settings import uses_embedded_broker
 
     workspace, config = state.workspace, state.config
-    detectors = select_detectors(state.pm, [n.strip() for n in names.split(",") if n.strip()])
+    named = [n.strip() for n in names.split(",") if n.strip()]
+    detectors = select_detectors(state.pm, named)
     with workspace.db.session() as session:
+        detectors, skipped = runnable(detectors, Registry(session, workspace.store), named=bool(named))
+        if skipped:
+            click.echo(f"skipping {', '.join(skipped)}: no trained model (docs/models.md)", err=True)
         case = get_case(session, reference)
         analysis = request_analysis(workspace, session, case, detectors, pm=state.pm, actor=actor or default_actor(),
                                     robustness=robustness)
