@@ -339,3 +339,44 @@ def test_augmentation_adds_corrupted_copies_of_training_images(tiny: TrainingSet
     model = ManifptDetector().fit(augmented, seed=0, options={**OPTIONS, "augment": 0.5, "epochs": 1})
     plain = len(tiny.train) - 24
     assert plain * 1.3 < model.metrics["train_artifacts"] < plain * 1.7
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny sources written as a dataset: test images of class ``a`` (seen) and ``b`` (unseen)."""
+    from vestige.datasets import DatasetWriter
+
+    out = tmp_path_factory.mktemp("data") / "tiny"
+    with DatasetWriter(out, name="tiny", sources=list(SOURCES), classes=["a", "b"], seen_classes=["a"],
+                       unseen_classes=["b"]) as writer:
+        for split, n, seed in (("train", 4, 10), ("val", 2, 11), ("test", 8, 12)):
+            for i, example in enumerate(_examples(n, seed, split)):
+                writer.add(example.image.image, source=example.source, klass="ab"[i // len(SOURCES) % 2], split=split)
+        return writer.finish()
+
+
+def test_closed_set_evaluation_counts_the_most_probable_source(detector: ManifptDetector, tiny_dataset) -> None:
+    from vestige_manifpt.evaluation import closed_set_source, evaluate
+
+    assert closed_set_source({"real": 0.2, "dots": 0.5, "other": 0.9}, SOURCES) == "dots"
+    assert closed_set_source({"real": 0.5, "dots": 0.5}, SOURCES) == "real"
+    result = evaluate({"manifpt": detector}, tiny_dataset)
+    row = result["detectors"]["manifpt"]
+    assert result["images"] == 32 and row["seen"]["images"] == row["unseen"]["images"] == 16
+    assert row["all"]["closed_set_accuracy"] >= 0.75
+    assert row["all"]["open_set_accuracy"] <= row["all"]["closed_set_accuracy"]
+
+
+def test_structure_analysis_of_a_dataset_writes_a_table_and_a_picture(detector: ManifptDetector, tiny_dataset) -> None:
+    from vestige_manifpt.structure import analyse, markdown
+
+    metadata = {"checkers": {"upsampling": "transposed", "family": "GAN", "description": "x"},
+                "stripes": {"upsampling": "nearest", "family": "GAN", "description": "y"},
+                "dots": {"upsampling": "nearest", "family": "VAE", "description": "z"}}
+    result, picture = analyse(detector, tiny_dataset, metadata, per_source=8)
+    assert result["models"] == ["checkers", "stripes", "dots"]
+    assert {r["attribute"] for r in result["table"]} == {"upsampling", "family"}
+    assert all(0 <= r["nmi_images"] <= 1 and 0 <= r["nmi_models"] <= 1 for r in result["table"])
+    assert markdown(result).count("\n") == 3
+    with Image.open(io.BytesIO(picture)) as im:
+        assert im.format == "PNG" and im.width >= 3 * 128

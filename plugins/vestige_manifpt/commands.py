@@ -270,3 +270,40 @@ def ship_command(file: Path) -> None:
                             "validation": artifact.info.get("validation"), "dataset_sha256": artifact.info.get("dataset_sha256")}}
     (WEIGHTS_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     click.echo(f"shipped {target.name} ({len(data)} bytes)")
+
+
+@manifpt.command("evaluate")
+@click.option("--dataset", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--model", "models", multiple=True, required=True,
+              help="DETECTOR=REF: an attribution detector and its artifact (file, or registry id / SHA-256 prefix).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Test images per source (default: all).")
+@click.option("--condition", type=click.Choice(["clean", "seen-perturbations", "unseen-perturbations", "reshared"]),
+              default="clean", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the result as JSON.")
+def evaluate_command(dataset: Path, models: tuple[str, ...], limit: int | None, condition: str, out: Path | None) -> None:
+    """Closed-set attribution accuracy (the paper's metric) of detectors on a dataset's test images, seen and unseen classes."""
+    import torch
+
+    from vestige.datasets import open_dataset
+    from vestige.plugins import get_detectors, get_plugin_manager
+    from vestige_manifpt.evaluation import evaluate, markdown
+
+    torch.set_num_threads(1)
+    installed = get_detectors(get_plugin_manager())
+    chosen = {}
+    for value in models:
+        name, _, ref = value.partition("=")
+        if name not in installed or not ref:
+            raise click.UsageError(f"--model takes DETECTOR=REF with an installed detector, not {value!r}")
+        detector = installed[name]
+        detector.use_artifact(load_artifact(ref))
+        detector.load("cpu")
+        chosen[name] = detector
+    data = open_dataset(dataset)
+    result = evaluate(chosen, data, limit=limit, condition=condition, progress=lambda m: click.echo(m, err=True))
+    result["command"] = (f"vestige manifpt evaluate --dataset {dataset} " + " ".join(f"--model {m}" for m in models)
+                         + (f" --limit {limit}" if limit else "") + f" --condition {condition}")
+    click.echo(markdown(result))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
