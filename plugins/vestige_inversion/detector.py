@@ -1,0 +1,181 @@
+"""The inversion verifier: does this image belong to one of the lab's generators?"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from vestige.errors import InvalidInputError, VestigeError
+from vestige.plugin import Finding, ImageInput, Picture
+from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, TrainingSet
+
+#: Environment settings (the configuration file has no place for plugin settings).
+ENV_GENERATORS = "VESTIGE_INVERSION_GENERATORS"
+ENV_ALPHA = "VESTIGE_INVERSION_ALPHA"
+ENV_MAX_SECONDS = "VESTIGE_INVERSION_MAX_SECONDS"
+DEFAULT_ALPHA = 0.01
+#: Wall-clock budget per generator per batch; a run that hits it stops early (and says so).
+DEFAULT_MAX_SECONDS = 300.0
+#: Families whose inversion is too slow on a CPU to run unless named in ``VESTIGE_INVERSION_GENERATORS``.
+OPT_IN_FAMILIES = ("diffusion",)
+
+
+class InversionSettingsError(VestigeError):
+    """A ``VESTIGE_INVERSION_*`` setting the user can fix."""
+
+    status = 400
+
+
+def _env_float(name: str, default: float) -> float:
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        return float(text)
+    except ValueError:
+        raise InversionSettingsError(f"{name}={text!r} is not a number; set it to e.g. {default}") from None
+
+
+class InversionDetector(TrainableDetector):
+    """Reconstructs the image through each candidate generator and tests the loss against its calibration."""
+
+    name = "inversion"
+    version = "1.0.0"
+    kind = "verification"
+    description = "Verification by inversion: optimises each registered generator's input to rebuild the image (RONAN)."
+    device = "cpu"
+    batch_size = 64
+
+    def __init__(self) -> None:
+        self._calibrations: dict[str, Any] | None = None
+        self._loaded: dict[str, Any] = {}
+        self._skipped: dict[str, str] = {}
+        self._device = "cpu"
+        self.alpha = DEFAULT_ALPHA
+        self.max_seconds = DEFAULT_MAX_SECONDS
+
+    # -- artifacts --------------------------------------------------------------------
+
+    def fit(self, data: TrainingSet, *, seed: int = 0, options: Mapping[str, Any] | None = None,
+            progress: Callable[[str], None] | None = None, device: str = "cpu") -> TrainedModel:
+        raise InvalidInputError("the inversion verifier is calibrated on each generator's own samples, not trained "
+                                "on a dataset: use `vestige inversion calibrate GENERATOR`")
+
+    def use_artifact(self, artifact: ArtifactFile) -> None:
+        from vestige_inversion.calibration import unpack_set
+
+        self._calibrations = unpack_set(artifact)
+        self._artifact = artifact
+        self._loaded = {}
+
+    def shipped_artifact(self) -> ArtifactFile | None:
+        from vestige_inversion.calibration import shipped_set
+
+        return shipped_set()
+
+    # -- running ----------------------------------------------------------------------
+
+    def load(self, device: str = "cpu") -> None:
+        import torch
+
+        from vestige_inversion.generators import LoadedGenerator, generator_specs
+
+        self.alpha = _env_float(ENV_ALPHA, DEFAULT_ALPHA)
+        if not 0 < self.alpha < 1:
+            raise InversionSettingsError(f"{ENV_ALPHA} must lie between 0 and 1, not {self.alpha}")
+        self.max_seconds = _env_float(ENV_MAX_SECONDS, DEFAULT_MAX_SECONDS)
+        self._device = "cuda" if device in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
+        specs = generator_specs()
+        named = [n.strip() for n in os.environ.get(ENV_GENERATORS, "").split(",") if n.strip()]
+        unknown = [n for n in named if n not in specs]
+        if unknown:
+            raise InversionSettingsError(f"{ENV_GENERATORS} names {', '.join(unknown)}, which no plugin registers; "
+                                         f"registered: {', '.join(sorted(specs))}")
+        if self._artifact is None and (shipped := self.shipped_artifact()) is not None:
+            self.use_artifact(shipped)
+        artifact = self.require_artifact()
+        calibrations = self._calibrations or {}
+        wanted = named or [n for n, s in specs.items() if s.metadata.get("family", "").lower() not in OPT_IN_FAMILIES]
+        self._skipped = {}
+        loaded = {}
+        for name in sorted(wanted):
+            cal = calibrations.get(name)
+            if cal is None:
+                self._skipped[name] = f"not calibrated in model artifact {artifact.sha256[:12]}…: `vestige inversion calibrate {name}`"
+            elif cal.weights_sha256 != specs[name].weights_sha256:
+                self._skipped[name] = "calibrated with other weights than the registered ones: recalibrate it"
+            else:
+                loaded[name] = self._loaded.get(name) or LoadedGenerator.load(specs[name], self._device)
+        if not loaded:
+            raise InversionSettingsError("no candidate generator has a calibration: "
+                                         + "; ".join(f"{k}: {v}" for k, v in self._skipped.items()))
+        self._loaded = loaded
+
+    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        from vestige_inversion.optimise import Settings, invert
+        from vestige_inversion.statistics import complexity
+
+        if not self._loaded:
+            self.load(self._device)
+        calibrations = self._calibrations or {}
+        per_image: list[dict[str, dict[str, Any]]] = [{} for _ in batch]
+        pictures: dict[str, Any] = {}
+        for name, generator in self._loaded.items():
+            cal = calibrations[name]
+            settings = Settings(**cal.settings)
+            targets = generator.targets([item.image for item in batch])
+            result = invert(generator.module, generator.spec.input_spec, targets, settings, encoder=generator.encoder,
+                            max_seconds=self.max_seconds, device=generator.device)
+            comps = complexity(targets.numpy())
+            pictures[name] = (targets, result.reconstruction)
+            for i in range(len(batch)):
+                test = cal.fit.test(float(result.loss[i]), float(comps[i]), self.alpha)
+                per_image[i][name] = {
+                    "loss": float(result.loss[i]), **test.as_dict(), "statistic": cal.fit.statistic,
+                    "complexity": float(comps[i]), "class": int(result.klass[i]) if result.klass is not None else None,
+                    "steps": result.steps, "restarts": settings.restarts, "loss_kind": settings.loss,
+                    "seconds": result.seconds / len(batch), "budget_hit": result.budget_hit,
+                    "calibration_sha256": cal.sha256, "calibration_n": cal.fit.n,
+                    "weights_sha256": generator.spec.weights_sha256, "generator_version": generator.spec.version,
+                }
+        return [self._finding(i, per_image[i], pictures) for i in range(len(batch))]
+
+    def _finding(self, i: int, results: dict[str, dict[str, Any]], pictures: dict[str, Any]) -> Finding:
+        passing = [n for n, r in results.items() if r["belongs"]]
+        # Among the generators it may belong to, the one whose own samples it resembles most.
+        source = min(passing, key=lambda n: (results[n]["grubbs_g"], n)) if passing else None
+        shown = source or max(results, key=lambda n: (results[n]["p"], n))
+        targets, recon = pictures[shown]
+        evidence = {
+            "alpha": self.alpha, "belongs_to": source, "candidates": results, "skipped": dict(self._skipped),
+            "calibration_set_sha256": self.model_sha256, "max_seconds": self.max_seconds, "device": self._device,
+        }
+        caption = (f"Left: the image at {shown}'s resolution; right: its best reconstruction by {shown} "
+                   f"(loss {results[shown]['loss']:.4g}, p = {results[shown]['p']:.3g}).")
+        return self.finding(
+            label="synthetic" if source else "unknown", source=source,
+            scores={n: r["p"] for n, r in results.items()}, evidence=evidence, device=self._device,
+            pictures=[Picture(f"reconstruction-{shown}", caption, side_by_side(targets[i], recon[i]))],
+        )
+
+
+def side_by_side(image: Any, reconstruction: Any) -> bytes:
+    """A PNG of the image and its reconstruction, upscaled (nearest) to at least 128 pixels high."""
+    import torch
+    from PIL import Image
+
+    from vestige_inversion.generators import to_pictures
+
+    left, right = to_pictures(torch.stack([image, reconstruction]))
+    w, h = left.size
+    factor = max(1, 128 // h)
+    canvas = Image.new("RGB", (2 * w + 1, h), (255, 255, 255))
+    canvas.paste(left.convert("RGB"), (0, 0))
+    canvas.paste(right.convert("RGB"), (w + 1, 0))
+    canvas = canvas.resize((canvas.width * factor, h * factor), Image.NEAREST)
+    buf = io.BytesIO()
+    canvas.save(buf, "PNG")
+    return buf.getvalue()
+
