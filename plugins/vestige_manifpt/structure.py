@@ -13,6 +13,11 @@ among the models, and two clusterings are scored:
 * **per image**: k-means (``k`` clusters, 10 restarts, seed 0) on the
   per-image embeddings, NMI against the attribute value of each image's model.
 
+Both are computed for two fingerprints: the attributor's **embedding** of the
+artifact (what the trained model learned, which was trained to separate these
+very generators), and the artifact's **spectrum** (channel-mean log |FFT2|;
+for sl the artifact vector), which owes nothing to the attributor.
+
 The picture is one tile per model: the mean log-magnitude spectrum of its
 artifacts (channels averaged, centred), captioned with its design choices.
 """
@@ -87,6 +92,15 @@ def fingerprints(embeddings: np.ndarray, image_models: Sequence[str], model_name
     return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 
 
+def raw_fingerprints(artifacts: np.ndarray) -> np.ndarray:
+    """Per-image fingerprints that owe nothing to the attributor: the channel-mean log |FFT2| of a picture
+    artifact (1,024 values), or the artifact vector itself (sl)."""
+    if artifacts.ndim != 4:
+        return artifacts.reshape(len(artifacts), -1)
+    spectrum = np.log(np.abs(np.fft.fft2(artifacts, axes=(2, 3))) + 1e-6).mean(axis=1)
+    return spectrum.reshape(len(artifacts), -1)
+
+
 def mean_spectrum(artifacts: np.ndarray) -> np.ndarray:
     """Mean over images and channels of log |FFT2| of picture artifacts (N×3×32×32), centred; vectors give a 1×D row."""
     if artifacts.ndim != 4:
@@ -114,7 +128,7 @@ def analyse(detector: Any, dataset: Any, metadata: Mapping[str, Mapping[str, Any
     skipped = [s for s in dataset.sources if s != REAL and s not in metadata]
     if len(models) < 2:
         raise ValueError("the structure analysis needs at least two generators with design metadata")
-    embeddings, image_models, spectra = [], [], []
+    embeddings, raw, image_models, spectra = [], [], [], []
     for model in models:
         records = [r for r in dataset.records(split="test", condition="clean") if r.source == model][:per_source]
         say(f"{model}: projecting {len(records)} clean test images in {space} space")
@@ -123,13 +137,21 @@ def analyse(detector: Any, dataset: Any, metadata: Mapping[str, Mapping[str, Any
         with torch.no_grad():
             emb = state["net"].embed(attributor.normalise(artifacts, state["scale"])).numpy()
         embeddings.append(emb)
+        raw.append(raw_fingerprints(artifacts.numpy()))
         image_models += [model] * len(emb)
         spectra.append(mean_spectrum(artifacts.numpy()) if is_picture(space) else
                        np.tile(mean_spectrum(artifacts.numpy()), (8, 1)))
-    all_embeddings = np.concatenate(embeddings)
-    prints = fingerprints(all_embeddings, image_models, models)
     attributes = design_attributes({m: metadata[m] for m in models}, preferred)
-    rows = nmi_table(models, prints, image_models, all_embeddings, metadata, attributes, normalized_mutual_information)
+    tables = {}
+    for kind, per_image in (("embedding", np.concatenate(embeddings)), ("spectrum", np.concatenate(raw))):
+        tables[kind] = nmi_table(models, fingerprints(per_image, image_models, models), image_models, per_image,
+                                 metadata, attributes, normalized_mutual_information)
+    rows = tables["embedding"]
+    by_attribute = {r["attribute"]: r for r in tables["spectrum"]}
+    for row in rows:
+        other = by_attribute[row["attribute"]]
+        row["spectrum"] = {"nmi_images": other["nmi_images"], "nmi_models": other["nmi_models"],
+                           "clusters": other["clusters"]}
     result = {"space": space, "model_sha256": detector.model_sha256, "dataset_sha256": dataset.sha256,
               "models": models, "skipped_without_metadata": skipped, "images_per_model": per_source,
               "table": rows}
@@ -140,10 +162,14 @@ def analyse(detector: Any, dataset: Any, metadata: Mapping[str, Mapping[str, Any
 
 def markdown(result: Mapping[str, Any]) -> str:
     """The NMI table as Markdown."""
-    lines = ["| design choice | k | NMI (per image, k-means) | NMI (per model, agglomerative) |",
-             "| --- | ---: | ---: | ---: |"]
+    def fmt(v: float | None) -> str:
+        return "–" if v is None else f"{v:.2f}"
+
+    lines = ["| design choice | k | embedding: NMI per image | embedding: NMI per model | "
+             "spectrum: NMI per image | spectrum: NMI per model |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in result["table"]:
-        def fmt(v: float | None) -> str:
-            return "–" if v is None else f"{v:.2f}"
-        lines.append(f"| {row['attribute']} | {row['k']} | {fmt(row['nmi_images'])} | {fmt(row['nmi_models'])} |")
+        spectrum = row.get("spectrum", {})
+        lines.append(f"| {row['attribute']} | {row['k']} | {fmt(row['nmi_images'])} | {fmt(row['nmi_models'])} | "
+                     f"{fmt(spectrum.get('nmi_images'))} | {fmt(spectrum.get('nmi_models'))} |")
     return "\n".join(lines)
