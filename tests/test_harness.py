@@ -95,6 +95,7 @@ def test_condition_metrics_count_unknown_and_errors_as_wrong() -> None:
     assert m["n"] == 6 and m["errors"] == 1 and m["unknown_rate"] == pytest.approx(2 / 6)
     # detection: real ok, real->synthetic wrong, gen-a ok, unknown wrong, synthetic ok, error wrong
     assert m["detection_accuracy"] == pytest.approx(3 / 6)
+    assert m["detection_balanced_accuracy"] == pytest.approx((1 / 2 + 2 / 4) / 2)
     assert m["attribution_accuracy"] == pytest.approx(2 / 6)  # only the first and the third
     assert m["confusion"]["columns"] == ["real", "gen-a", "gen-b", "synthetic", "unknown"]
     assert m["confusion"]["matrix"] == [[1, 0, 1, 0, 0], [0, 1, 0, 0, 1], [0, 0, 0, 1, 1]]
