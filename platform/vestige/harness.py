@@ -32,7 +32,7 @@ from vestige.detect import run_detector
 from vestige.errors import InvalidInputError
 from vestige.pictures import confusion_png
 from vestige.plugin import Detector, Finding
-from vestige.plugins import format_exception_line
+from vestige.plugins import VestigePluginManager, format_exception_line
 from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet
 
 __all__ = ["RESULTS_FORMAT", "condition_metrics", "markdown_table", "parse_options", "predicted_source",
@@ -226,8 +226,11 @@ def _prepare(detector: Detector, out: Path, *, seed: int, device: str, artifact:
 def run_benchmark(dataset: Dataset, detectors: Sequence[Detector], out: Path, *, seed: int = 0,
                   artifacts: Mapping[str, ArtifactFile] | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
                   limit: int | None = None, device: str = "cpu", command: str = "", register: Register | None = None,
-                  progress: Progress = _quiet) -> dict[str, Any]:
-    """Train (where needed) and evaluate ``detectors`` on ``dataset``; write results.json, results.md and pictures to ``out``."""
+                  progress: Progress = _quiet, pm: VestigePluginManager | None = None) -> dict[str, Any]:
+    """Train (where needed) and evaluate ``detectors`` on ``dataset``; write results.json, results.md and pictures to ``out``.
+
+    ``pm`` provides the perturbation operations for training augmentation (the configured plugins; default: all installed).
+    """
     artifacts, options = dict(artifacts or {}), dict(options or {})
     out.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
@@ -236,7 +239,7 @@ def run_benchmark(dataset: Dataset, detectors: Sequence[Detector], out: Path, *,
     def training() -> TrainingSet:
         if not cache:
             progress(f"decoding the training set of {dataset.name}")
-            cache.append(dataset.training_set())
+            cache.append(dataset.training_set(pm=pm))
         return cache[0]
 
     prepared = [_prepare(d, out, seed=seed, device=device, artifact=artifacts.get(d.name), options=options.get(d.name, {}),

@@ -216,7 +216,7 @@ def bench_run(ctx: click.Context, dataset_path: Path, detectors: str, out: Path,
     dataset = open_dataset(dataset_path)
     summary = run_benchmark(dataset, chosen, out, seed=seed, artifacts=artifacts, options=fit_options, limit=limit,
                             device=device, command=_command_line(ctx), register=_registrar(state, dataset),
-                            progress=_progress)
+                            progress=_progress, pm=state.pm)
     click.echo((out / "results.md").read_text(), nl=False)
     _progress(f"wrote {out / 'results.json'}, {out / 'results.md'} and the confusion pictures")
     if record:

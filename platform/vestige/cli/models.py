@@ -210,7 +210,7 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
         click.echo(f"[{time.monotonic() - began:7.1f}s] {detector.name}: {message}", err=True)
 
     progress(f"training on {dataset_path} ({dataset.sha256[:12]}), seed {seed}")
-    model = detector.fit(dataset.training_set(), seed=seed, options=options, progress=progress,
+    model = detector.fit(dataset.training_set(pm=state.pm), seed=seed, options=options, progress=progress,
                          device=_resolve_device(device))
     minutes = (time.monotonic() - began) / 60
     replay = [f"vestige train {detector.name} --dataset {dataset_path} --seed {seed}"]
