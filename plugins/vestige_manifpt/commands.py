@@ -295,10 +295,12 @@ def evaluate_command(dataset: Path, models: tuple[str, ...], limit: int | None, 
         name, _, ref = value.partition("=")
         if name not in installed or not ref:
             raise click.UsageError(f"--model takes DETECTOR=REF with an installed detector, not {value!r}")
-        detector = installed[name]
-        detector.use_artifact(load_artifact(ref))
+        detector = type(installed[name])()  # one instance per artifact: the same detector may be compared with itself
+        artifact = load_artifact(ref)
+        detector.use_artifact(artifact)
         detector.load("cpu")
-        chosen[name] = detector
+        space = artifact.info.get("space")
+        chosen[f"{name} ({space})" if space else name] = detector
     data = open_dataset(dataset)
     result = evaluate(chosen, data, limit=limit, condition=condition, progress=lambda m: click.echo(m, err=True))
     result["command"] = (f"vestige manifpt evaluate --dataset {dataset} " + " ".join(f"--model {m}" for m in models)

@@ -3,7 +3,7 @@
 The manifold is a finite set of real images; ``proj(x)`` is the reference
 whose representation is nearest to ``x``'s in squared L2. Distances are
 ``‖a‖² − 2a·b + ‖b‖²``, computed as matrix products over chunks of queries
-and of references, so no step ever holds more than ``budget_bytes`` of
+and of references (the ranking within a row needs only ``‖b‖² − 2a·b``), so no step ever holds more than ``budget_bytes`` of
 working tensors whatever the reference size (:func:`chunk_sizes`).
 
 Exactness: a float32 matrix product is fast but rounds (the dot products of
@@ -45,7 +45,7 @@ class Chunks:
 
 
 def step_bytes(q: int, r: int, dim: int, k: int = CANDIDATES) -> int:
-    """Bytes of float32 tensors one step holds: the query and reference chunks, the distance block, norms and candidates.
+    """Bytes of float32 tensors one step holds: the query and reference chunks, the score block, norms and candidates.
 
     The candidate bookkeeping (``q × 2k`` distances and indices, kept across
     steps) is counted too, so the budget bounds everything the search holds
@@ -96,7 +96,6 @@ def nearest(queries: torch.Tensor, references: torch.Tensor, *, budget_bytes: in
     out_distance = np.empty(n, dtype=np.float64)
     for q0 in range(0, n, chunks.queries):
         a = queries[q0 : q0 + chunks.queries].to(device=device, dtype=torch.float32)
-        a_norm = (a * a).sum(1, keepdim=True)
         best_d = torch.full((a.shape[0], 0), float("inf"), device=device)
         best_i = torch.empty((a.shape[0], 0), dtype=torch.int64, device=device)
         for r0 in range(0, m, chunks.references):
@@ -105,7 +104,9 @@ def nearest(queries: torch.Tensor, references: torch.Tensor, *, budget_bytes: in
                 b_norm = reference_norms[r0 : r0 + b.shape[0]].to(device=device, dtype=torch.float32)
             else:
                 b_norm = (b * b).sum(1)
-            d = torch.addmm(a_norm + b_norm.unsqueeze(0), a, b.t(), alpha=-2.0)
+            # ‖a‖² is the same for every reference of a row, so the ranking needs only ‖b‖² − 2a·b;
+            # leaving it out also spares a second q × r block (the broadcast sum addmm would be given)
+            d = torch.addmm(b_norm.unsqueeze(0), a, b.t(), alpha=-2.0)
             kk = min(k, b.shape[0])
             dk, ik = torch.topk(d, kk, dim=1, largest=False, sorted=False)
             del d, b
