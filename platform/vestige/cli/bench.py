@@ -273,3 +273,73 @@ def _registrar(state: State, dataset):  # noqa: ANN001, ANN202
             return {"id": row.id, "sha256": row.sha256}
 
     return register
+
+
+@bench_group.command("openset")
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
+@click.option("--detector", "detector_name", required=True, help="A trainable detector.")
+@click.option("--holdout", required=True, help="The generator kept out of training (a source of the dataset).")
+@click.option("--option", "options", multiple=True, help="KEY=VALUE: a training option of the detector.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N clean test images per source.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for openset.json, openset.md and the model (default: bench-results/openset-DETECTOR-HOLDOUT).")
+@click.pass_context
+def bench_openset(ctx: click.Context, dataset_path: Path, detector_name: str, holdout: str, options: tuple[str, ...],
+                  seed: int, limit: int | None, device: str, out: Path | None) -> None:
+    """Train without one generator; AUROC of `unknown` on its test images against the known sources' (docs/benchmarks.md)."""
+    from vestige.datasets import open_dataset
+    from vestige.harness import parse_options
+    from vestige.openset import markdown_report, run_openset
+    from vestige.plugins import select_detectors
+
+    state: State = ctx.find_object(State)
+    detector = select_detectors(state.pm, [detector_name])[0]
+    fit_options = parse_options([f"{detector_name}.{value}" for value in options], [detector]).get(detector_name, {})
+    dataset = open_dataset(dataset_path)
+    out = out or Path("bench-results") / f"openset-{detector_name}-{holdout}"
+    result = run_openset(dataset, detector, holdout, seed=seed, options=fit_options, device=device, limit=limit,
+                         out=out, command=_command_line(ctx), progress=_progress)
+    click.echo(markdown_report(result), nl=False)
+    _progress(f"wrote {out / 'openset.json'} and {out / 'openset.md'}")
+
+
+@bench_group.command("detector")
+@click.option("--detector", "detector_name", required=True)
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Time this dataset's clean test images.")
+@click.option("--images", "images_path", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+              help="Or the images of this folder.")
+@click.option("--n", "count", type=click.IntRange(1), default=2048, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=256, show_default=True)
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
+@click.option("--model", "model_ref", default=None, help="An artifact (file, registry id or SHA-256 prefix); default: as `vestige detect`.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads (default: torch's).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="JSON file (default: bench-results/detector-DETECTOR.json).")
+@click.pass_context
+def bench_detector(ctx: click.Context, detector_name: str, dataset_path: Path | None, images_path: Path | None,
+                   count: int, batch_size: int, device: str, precision: str, model_ref: str | None,
+                   threads: int | None, out: Path | None) -> None:
+    """Inference images/s of one detector from encoded image bytes: decoding, detector, end to end, network alone."""
+    from vestige.benchmarks import write_result
+    from vestige.datasets import open_dataset
+    from vestige.plugins import select_detectors
+    from vestige.throughput import encoded_images, run_throughput
+
+    state: State = ctx.find_object(State)
+    detector = select_detectors(state.pm, [detector_name])[0]
+    artifact = _given_artifacts(state, [detector], (f"{detector_name}={model_ref}",))[detector_name] if model_ref else None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    dataset = open_dataset(dataset_path) if dataset_path is not None else None
+    images = encoded_images(dataset=dataset, folder=images_path, n=count)
+    result = run_throughput(detector, images, batch_size=batch_size, device=device, precision=precision,
+                            artifact=artifact, command=_command_line(ctx), progress=_progress)
+    out = out or Path("bench-results") / f"detector-{detector_name}.json"
+    write_result(out, result)
+    echo_json(result)

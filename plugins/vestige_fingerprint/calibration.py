@@ -1,0 +1,109 @@
+"""Calibrated probabilities and the open-set rule, on numpy arrays (no torch needed).
+
+Temperature scaling (Guo et al. 2017): one scalar ``T`` divides every logit;
+it is fitted on the validation split by minimising the negative
+log-likelihood. The NLL is convex in ``1/T``, so a bracketing search on
+``1/T`` finds the optimum; ``T`` changes no argmax, only confidences.
+
+Open set: an image whose calibrated maximum probability is below the
+threshold ``τ`` is ``unknown``. ``τ`` is chosen on validation so that a
+fraction ``keep`` of the correctly classified validation images stay above
+it (:func:`open_set_threshold`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+#: Bins of the expected calibration error.
+ECE_BINS = 15
+#: Search interval of 1/T.
+_BETA_LOW, _BETA_HIGH = 1e-3, 50.0
+
+
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` in float64."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    top = z.max(axis=1, keepdims=True)
+    log_norm = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
+    return float(np.mean(log_norm - z[np.arange(len(z)), labels]))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 100) -> float:
+    """The temperature that minimises validation NLL (golden-section search on 1/T)."""
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return 1.0
+
+    def loss(beta: float) -> float:
+        return nll(logits, labels, 1.0 / beta)
+
+    # Coarse log-spaced scan first: when the validation set is perfectly
+    # separated the NLL keeps falling as 1/T grows, and the optimum is the
+    # bracket's end; the scan finds which bracket holds the minimum.
+    grid = np.geomspace(_BETA_LOW, _BETA_HIGH, 41)
+    values = [loss(b) for b in grid]
+    best = int(np.argmin(values))
+    low, high = grid[max(0, best - 1)], grid[min(len(grid) - 1, best + 1)]
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = low + (1 - ratio) * (high - low), low + ratio * (high - low)
+    fa, fb = loss(a), loss(b)
+    for _ in range(iterations):
+        if fa <= fb:
+            high, b, fb = b, a, fa
+            a = low + (1 - ratio) * (high - low)
+            fa = loss(a)
+        else:
+            low, a, fa = a, b, fb
+            b = low + ratio * (high - low)
+            fb = loss(b)
+        if high - low < 1e-7 * high:
+            break
+    beta = (low + high) / 2
+    if loss(beta) > values[best]:
+        beta = grid[best]
+    return float(1.0 / beta)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, *, bins: int = ECE_BINS) -> float:
+    """ECE: over ``bins`` equal-width confidence bins (lo, hi], the size-weighted |accuracy − confidence|."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels)
+    if len(labels) == 0:
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        members = index == b
+        if members.any():
+            total += members.sum() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total / len(labels))
+
+
+def open_set_threshold(probabilities: np.ndarray, labels: np.ndarray, *, keep: float = 0.95) -> float:
+    """τ such that at least ``keep`` of the correctly classified images have max probability ≥ τ.
+
+    The ⌊(1 − keep)·n⌋-th smallest maximum probability among the n correctly
+    classified images; 0 when none is correct (nothing is then refused).
+    """
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"keep must lie in (0, 1], not {keep!r}")
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    correct = probabilities.argmax(axis=1) == np.asarray(labels)
+    top = np.sort(probabilities.max(axis=1)[correct])
+    if len(top) == 0:
+        return 0.0
+    return float(top[int(math.floor((1.0 - keep) * len(top) + 1e-9))])
+

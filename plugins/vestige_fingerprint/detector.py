@@ -1,0 +1,192 @@
+"""The ``fingerprint`` detector: closed-set attribution with calibrated probabilities and an ``unknown`` outcome.
+
+Torch is imported only when a model is trained or loaded, so loading the
+plugin (every ``vestige`` command does) stays cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vestige.errors import InvalidInputError
+from vestige.plugin import Finding, ImageInput, Picture
+from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption
+from vestige_fingerprint import calibration
+from vestige_fingerprint.pictures import fingerprint_png
+from vestige_fingerprint.preprocess import stack
+from vestige_fingerprint.weights import WEIGHTS_DIR, shipped
+
+if TYPE_CHECKING:
+    from vestige_fingerprint.runtime import Runtime
+
+VERSION = "1.0.0"
+
+
+class FingerprintDetector(TrainableDetector):
+    """Yu, Davis and Fritz (ICCV 2019): a CNN image classifier, or the auto-encoder fingerprint variant."""
+
+    name = "fingerprint"
+    version = VERSION
+    kind = "attribution"
+    description = ("Learned GAN fingerprints (Yu et al. 2019): attributes an image to real or a known generator, "
+                   "calibrated, with an unknown outcome")
+    device = "gpu"
+    batch_size = 256
+    train_options = (
+        TrainOption("variant", str, "image", "image: CNN classifier; autoencoder: image and model fingerprints",
+                    choices=("image", "autoencoder")),
+        TrainOption("immunize", bool, False, "After clean training, fine-tune on perturbed images (noise, blur, "
+                    "JPEG, crop-resize, each with p = 0.5)"),
+        TrainOption("epochs", int, 30, "Most epochs of clean training (early stopping on validation loss)"),
+        TrainOption("immunize_epochs", int, 10, "Most epochs of immunisation"),
+        TrainOption("minutes", float, None, "Wall-clock budget per phase, checked after each epoch"),
+        TrainOption("batch_size", int, 32, "Images per optimisation step"),
+        TrainOption("size", int, None, "Input side (4·2^k); default: the training images' common side"),
+        TrainOption("norm", str, "batch", "Image variant: batch normalisation after each 3×3 convolution, or none "
+                    "(the paper's network; learns much more slowly)", choices=("batch", "none")),
+        TrainOption("keep", float, 0.99, "Share of correctly classified validation images the unknown "
+                    "threshold keeps attributed"),
+    )
+    #: Where the shipped artifacts and their manifest are (a test points it elsewhere).
+    weights_dir: Path = WEIGHTS_DIR
+    #: Precisions ``load`` honours (``precision`` is read there); bf16 is for GPUs and is not bit-exact.
+    precisions = ("fp32", "bf16")
+    precision = "fp32"
+
+    def __init__(self) -> None:
+        self._runtime: Runtime | None = None
+        self._device = "cpu"
+        self._model_pictures: dict[int, bytes] = {}
+        self._kernels: np.ndarray | None = None
+
+    # -- the training API --------------------------------------------------------
+
+    def fit(self, data: TrainingSet, *, seed: int = 0, options: Mapping[str, Any] | None = None,
+            progress: Callable[[str], None] | None = None, device: str = "cpu") -> TrainedModel:
+        from vestige_fingerprint.fitting import fit_fingerprint
+
+        return fit_fingerprint(data, seed=seed, options=options, progress=progress, device=device,
+                               detector=self.name, version=self.version)
+
+    def use_artifact(self, artifact: ArtifactFile) -> None:
+        if artifact.detector != self.name:
+            raise InvalidInputError(f"model artifact {artifact.sha256[:12]}… is for detector {artifact.detector}, not {self.name}")
+        for key in ("variant", "sources", "input_size", "architecture", "temperature", "threshold"):
+            if key not in artifact.info:
+                raise InvalidInputError(f"model artifact {artifact.sha256[:12]}… lacks {key!r} in its info; "
+                                        "it was not written by this detector")
+        self._artifact = artifact
+        self._runtime = None
+        self._model_pictures = {}
+        self._kernels = None
+
+    def shipped_artifact(self) -> ArtifactFile | None:
+        return shipped(folder=self.weights_dir)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self._artifact.info["sources"]) if self._artifact is not None else (REAL,)
+
+    # -- running -----------------------------------------------------------------
+
+    def load(self, device: str = "cpu") -> None:
+        from vestige_fingerprint.runtime import Runtime
+
+        artifact = self.require_artifact()
+        self._device = "cuda" if device in ("cuda", "gpu") else "cpu"
+        tensors = artifact.tensors()
+        self._runtime = Runtime(artifact.info["architecture"], tensors, device=self._device, precision=self.precision)
+        self._model_pictures = {}
+        kernels = tensors.get("model_fingerprints")
+        self._kernels = None if kernels is None else kernels.astype(np.float32)
+
+    @property
+    def runtime(self) -> Runtime:
+        if self._runtime is None:
+            self.load(self._device)
+        assert self._runtime is not None
+        return self._runtime
+
+    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        artifact = self.require_artifact()
+        info = artifact.info
+        sources: list[str] = list(info["sources"])
+        side = int(info["input_size"])
+        temperature, threshold = float(info["temperature"]), float(info["threshold"])
+        pixels, hows = stack([item.image for item in batch], side)
+        scored = self.runtime.score(pixels, chunk=max(1, len(batch)))
+        probabilities = calibration.softmax(scored["logits"], temperature)
+        findings = []
+        for i, item in enumerate(batch):
+            p = probabilities[i]
+            order = np.argsort(-p, kind="stable")
+            top, second = int(order[0]), int(order[1]) if len(order) > 1 else None
+            candidate, confidence = sources[top], float(p[top])
+            evidence: dict[str, Any] = {
+                "variant": info["variant"],
+                "top_candidate": candidate,
+                "top_probability": confidence,
+                "runner_up": None if second is None else sources[second],
+                "runner_up_probability": None if second is None else float(p[second]),
+                "threshold": threshold,
+                "temperature": temperature,
+                "input": f"{hows[i]} to {side}×{side} from {item.image.width}×{item.image.height}",
+            }
+            if REAL in sources:
+                evidence["p_synthetic"] = 1.0 - float(p[sources.index(REAL)])
+            if confidence < threshold:
+                label, source = "unknown", None
+                evidence["reason"] = (f"calibrated maximum probability {confidence:.3f} is below the open-set threshold "
+                                      f"{threshold:.3f}: not attributed (top candidate {candidate})")
+            elif candidate == REAL:
+                label, source = "real", None
+            else:
+                label, source = "synthetic", candidate
+            pictures: list[Picture] = []
+            embedding = None
+            if "fingerprints" in scored:
+                fingerprint = scored["fingerprints"][i]
+                assert self._kernels is not None
+                kernel = self._kernels[top]
+                evidence["fingerprint_cosine"] = float(
+                    np.dot(fingerprint.ravel(), kernel.ravel())
+                    / (np.linalg.norm(fingerprint) * np.linalg.norm(kernel) + 1e-12))
+                pictures = [
+                    Picture("image-fingerprint", "Image fingerprint: the image minus its reconstruction "
+                            "(contrast-stretched, grey is zero)", fingerprint_png(fingerprint)),
+                    Picture(f"model-fingerprint-{candidate}",
+                            f"Model fingerprint of {candidate}" + (" (top candidate, not attributed)"
+                                                                   if label == "unknown" else ""),
+                            self._model_picture(top)),
+                ]
+            else:
+                embedding = [float(v) for v in scored["features"][i]]
+            findings.append(self.finding(
+                label=label, source=source, scores={s: float(p[j]) for j, s in enumerate(sources)},
+                confidence=confidence, evidence=evidence, pictures=pictures, embedding=embedding,
+                device=self._device, precision=self.precision))
+        return findings
+
+    def network_throughput(self, *, batch_size: int, n: int, device: str, precision: str) -> float:
+        """Images per second of the network alone on ready uint8 tensors (``vestige bench detector``)."""
+        import time
+
+        runtime = self.runtime
+        side = int(self.require_artifact().info["input_size"])
+        pixels = np.random.default_rng(0).integers(0, 256, (batch_size, 3, side, side), dtype=np.uint8)
+        runtime.score(pixels, chunk=batch_size)  # warm-up
+        began, done = time.perf_counter(), 0
+        while done < n:  # score() copies its outputs to the CPU, which waits for a GPU to finish
+            runtime.score(pixels[: min(batch_size, n - done)], chunk=batch_size)
+            done += min(batch_size, n - done)
+        return n / (time.perf_counter() - began)
+
+    def _model_picture(self, index: int) -> bytes:
+        if index not in self._model_pictures:
+            assert self._kernels is not None
+            self._model_pictures[index] = fingerprint_png(self._kernels[index])
+        return self._model_pictures[index]
