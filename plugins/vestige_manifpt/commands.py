@@ -247,7 +247,9 @@ def structure_command(dataset: Path, model_ref: str | None, per_source: int, out
 
 @manifpt.command("ship")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
-def ship_command(file: Path) -> None:
+@click.option("--command", "train_command", default=None, help="The command that trained it, for the manifest.")
+@click.option("--minutes", type=float, default=None, help="How long it trained, for the manifest.")
+def ship_command(file: Path, train_command: str | None, minutes: float | None) -> None:
     """Copy a trained manifpt artifact FILE into the plugin's weights/ and its manifest (for maintainers)."""
     import hashlib
     import shutil
@@ -267,7 +269,9 @@ def ship_command(file: Path) -> None:
             old.unlink()
     shutil.copyfile(file, target)
     manifest = {"manifpt": {"file": target.name, "sha256": sha, "size": len(data), "space": artifact.info["space"],
-                            "validation": artifact.info.get("validation"), "dataset_sha256": artifact.info.get("dataset_sha256")}}
+                            "validation": artifact.info.get("validation"), "dataset_sha256": artifact.info.get("dataset_sha256"),
+                            "training": {"command": train_command, "minutes": minutes,
+                                         "epochs_run": artifact.info.get("training", {}).get("epochs_run")}}}
     (WEIGHTS_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     click.echo(f"shipped {target.name} ({len(data)} bytes)")
 
