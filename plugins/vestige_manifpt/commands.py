@@ -280,7 +280,7 @@ def ship_command(file: Path, train_command: str | None, minutes: float | None) -
 @click.option("--dataset", type=click.Path(path_type=Path, file_okay=False), required=True)
 @click.option("--model", "models", multiple=True, required=True,
               help="DETECTOR=REF: an attribution detector and its artifact (file, or registry id / SHA-256 prefix).")
-@click.option("--limit", type=click.IntRange(1), default=None, help="Test images per source (default: all).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Test images per source, half seen and half unseen classes (default: all).")
 @click.option("--condition", type=click.Choice(["clean", "seen-perturbations", "unseen-perturbations", "reshared"]),
               default="clean", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Write the result as JSON.")

@@ -26,14 +26,18 @@ def closed_set_source(scores: Mapping[str, float], sources: Sequence[str]) -> st
 
 def evaluate(detectors: Mapping[str, Any], dataset: Any, *, limit: int | None = None, condition: str = CONDITION,
              progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Closed-set and open-set accuracy per detector, per class group (seen / unseen / all) of ``condition`` test images."""
+    """Closed-set and open-set accuracy per detector, per class group (seen / unseen / all) of ``condition`` test images.
+
+    ``limit`` keeps at most that many images per source, half from the seen classes and half from the unseen ones.
+    """
     from vestige.detect import run_detector
 
     say = progress or (lambda _: None)
     records = []
     for source in dataset.sources:
-        mine = [r for r in dataset.records(split="test", condition=condition) if r.source == source]
-        records += mine[:limit] if limit else mine
+        for group in ("seen", "unseen"):  # a limit takes half from each class group, not the first files
+            mine = [r for r in dataset.records(split="test", condition=condition, class_group=group) if r.source == source]
+            records += mine[: (limit + 1) // 2] if limit else mine
     say(f"{len(records)} {condition} test images")
     inputs = dataset.inputs(records)
     groups = {"seen": [dataset.class_group(r) == "seen" for r in records],

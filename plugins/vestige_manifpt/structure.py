@@ -155,7 +155,7 @@ def analyse(detector: Any, dataset: Any, metadata: Mapping[str, Mapping[str, Any
     result = {"space": space, "model_sha256": detector.model_sha256, "dataset_sha256": dataset.sha256,
               "models": models, "skipped_without_metadata": skipped, "images_per_model": per_source,
               "table": rows}
-    labels = [[m, *(f"{a}: {str(metadata[m][a])[:28]}" for a in attributes[:4])] for m in models]
+    labels = [[m, *(f"{a}: {str(metadata[m][a]).replace('ε', 'eps')[:28]}" for a in attributes[:4])] for m in models]
     picture = fingerprint_grid_png(spectra, labels, f"ManiFPT fingerprints ({space}): mean artifact spectrum per model")
     return result, picture
 
