@@ -56,7 +56,6 @@ def calibrate_command(state: State, generator: str, n: int, steps: int, restarts
     """Invert N of GENERATOR's own samples and store their losses as its calibration."""
     import torch
 
-    from vestige.artifacts import Registry  # noqa: F401 - the registry type optional_registry yields
     from vestige.cli.models import optional_registry
     from vestige.training import ArtifactFile
     from vestige_inversion.calibration import calibrate, merged, pack_set, shipped_set, unpack_set
@@ -139,7 +138,7 @@ def evaluate_command(state: State, generators: str | None, n: int, n_other: int 
     from vestige.artifacts import choose
     from vestige.cli.models import optional_registry
     from vestige_inversion.calibration import unpack_set
-    from vestige_inversion.detector import DEFAULT_ALPHA, InversionDetector
+    from vestige_inversion.detector import DEFAULT_ALPHA, ENV_ALPHA, InversionDetector, env_float
     from vestige_inversion.evaluation import evaluate, markdown
 
     _threads(threads)
@@ -151,7 +150,7 @@ def evaluate_command(state: State, generators: str | None, n: int, n_other: int 
     calibrations = unpack_set(artifact)
     names = [g.strip() for g in generators.split(",")] if generators else sorted(calibrations)
     result = evaluate(names, calibrations, artifact.sha256, n=n, n_other=n_other or n, data=data,
-                      alpha=alpha or DEFAULT_ALPHA, conditions=[c.strip() for c in conditions.split(",") if c.strip()])
+                      alpha=alpha or env_float(ENV_ALPHA, DEFAULT_ALPHA), conditions=[c.strip() for c in conditions.split(",") if c.strip()])
     _write_json(out, result)
     table = markdown(result)
     click.echo(table)

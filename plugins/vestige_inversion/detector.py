@@ -28,7 +28,7 @@ class InversionSettingsError(VestigeError):
     status = 400
 
 
-def _env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float) -> float:
     text = os.environ.get(name, "").strip()
     if not text:
         return default
@@ -82,10 +82,10 @@ class InversionDetector(TrainableDetector):
 
         from vestige_inversion.generators import LoadedGenerator, generator_specs
 
-        self.alpha = _env_float(ENV_ALPHA, DEFAULT_ALPHA)
+        self.alpha = env_float(ENV_ALPHA, DEFAULT_ALPHA)
         if not 0 < self.alpha < 1:
             raise InversionSettingsError(f"{ENV_ALPHA} must lie between 0 and 1, not {self.alpha}")
-        self.max_seconds = _env_float(ENV_MAX_SECONDS, DEFAULT_MAX_SECONDS)
+        self.max_seconds = env_float(ENV_MAX_SECONDS, DEFAULT_MAX_SECONDS)
         self._device = "cuda" if device in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
         specs = generator_specs()
         named = [n.strip() for n in os.environ.get(ENV_GENERATORS, "").split(",") if n.strip()]
