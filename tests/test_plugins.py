@@ -175,3 +175,12 @@ def test_loading_the_plugins_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_costly_detectors_run_only_when_named():
+    pm = get_plugin_manager()
+    everything = get_detectors(pm)
+    by_default = {d.name for d in select_detectors(pm)}
+    assert "inversion" in everything and "inversion" not in by_default
+    assert by_default == {name for name, d in everything.items() if d.runs_by_default}
+    assert [d.name for d in select_detectors(pm, ["inversion"])] == ["inversion"]

@@ -30,7 +30,14 @@ from vestige.db.models import ModelArtifact
 from vestige.errors import ConflictError, InvalidInputError, NotFoundError
 from vestige.plugin import Detector
 from vestige.store import BlobStore
-from vestige.training import ArtifactFile, NoModelError, TrainableDetector, TrainedModel, unpack_artifact
+from vestige.training import (
+    ArtifactFile,
+    NoModelError,
+    TrainableDetector,
+    TrainedModel,
+    no_model_message,
+    unpack_artifact,
+)
 
 #: Largest artifact file ``vestige models import`` accepts.
 MAX_ARTIFACT_BYTES = 2 * 1024**3
@@ -234,9 +241,7 @@ def runnable(detectors: Iterable[Detector], registry: Registry | None, *, named:
     for detector in detectors:
         if isinstance(detector, TrainableDetector) and choose(detector, registry) is None:
             if named:
-                raise NoModelError(f"detector {detector.name} has no trained model: train one with "
-                                   f"`vestige train {detector.name} --dataset DIR` or import one with "
-                                   f"`vestige models import FILE --default`")
+                raise NoModelError(no_model_message(detector))
             skipped.append(detector.name)
         else:
             ready.append(detector)

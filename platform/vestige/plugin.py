@@ -167,6 +167,9 @@ class Detector(ABC):
     #: ``cpu`` or ``gpu``: which worker queue runs it.
     device: ClassVar[str] = "cpu"
     batch_size: ClassVar[int] = 32
+    #: ``False`` for a detector too costly to run unless it is named (``--detector``),
+    #: e.g. the inversion verifier: "all detectors" leaves it out.
+    runs_by_default: ClassVar[bool] = True
 
     @property
     def labels(self) -> tuple[str, ...]:

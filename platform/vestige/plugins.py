@@ -172,12 +172,13 @@ def _check_detector(detector: Any, plugin_name: str | None) -> None:
 
 
 def select_detectors(pm: VestigePluginManager, names: Sequence[str] = ()) -> list[Detector]:
-    """The named detectors (all when ``names`` is empty); an unknown name lists the valid ones."""
+    """The named detectors (when ``names`` is empty, all that run by default); an unknown name lists the valid ones."""
     detectors = get_detectors(pm)
     if not names:
-        if not detectors:
+        chosen = [d for d in detectors.values() if d.runs_by_default]
+        if not chosen:
             raise PluginError("no detector is installed; `vestige plugins` lists what is loaded")
-        return list(detectors.values())
+        return chosen
     chosen = []
     for name in names:
         if name not in detectors:

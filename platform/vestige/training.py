@@ -159,6 +159,8 @@ class TrainableDetector(Detector):
 
     #: Options ``vestige train NAME`` offers besides ``--dataset`` and ``--seed``.
     train_options: ClassVar[tuple[TrainOption, ...]] = ()
+    #: How a lab gets a model for this detector, when it is not ``vestige train NAME --dataset DIR``.
+    model_hint: ClassVar[str | None] = None
 
     _artifact: ArtifactFile | None = None
 
@@ -190,9 +192,14 @@ class TrainableDetector(Detector):
     def require_artifact(self) -> ArtifactFile:
         """The artifact in use; a clear error when there is none."""
         if self._artifact is None:
-            raise NoModelError(f"detector {self.name} has no trained model: train one with "
-                               f"`vestige train {self.name} --dataset DIR` or import one with `vestige models import`")
+            raise NoModelError(no_model_message(self))
         return self._artifact
+
+
+def no_model_message(detector: TrainableDetector) -> str:
+    """One line: the detector has no model, and how to get one."""
+    how = detector.model_hint or f"train one with `vestige train {detector.name} --dataset DIR`"
+    return f"detector {detector.name} has no trained model: {how} or import one with `vestige models import FILE --default`"
 
 
 def _canonical(value: Any) -> str:

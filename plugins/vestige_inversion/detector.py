@@ -47,6 +47,9 @@ class InversionDetector(TrainableDetector):
     description = "Verification by inversion: optimises each registered generator's input to rebuild the image (RONAN)."
     device = "cpu"
     batch_size = 64
+    # Seconds of CPU per image per generator: only when asked for (`--detector inversion`).
+    runs_by_default = False
+    model_hint = "calibrate generators with `vestige inversion calibrate GENERATOR`"
 
     def __init__(self) -> None:
         self._calibrations: dict[str, Any] | None = None
