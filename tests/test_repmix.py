@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -302,14 +301,21 @@ def test_train_then_detect_a_reshared_image_on_the_command_line(vestige, tmp_pat
     assert sum(b == s for b, s in zip(best, SOURCES)) >= 3
 
 
-def test_detect_with_the_shipped_artifact_on_a_reshared_image(vestige, tmp_path: Path) -> None:
+@pytest.mark.parametrize("generator", ["dcgan-s0", "stylegan-mini"])
+def test_the_shipped_artifact_attributes_reshared_zoo_samples(vestige, tmp_path: Path, generator: str) -> None:
+    """The done-when case: zoo samples JPEG'd at quality 60 and resized ×0.75, on the CPU, through `vestige detect`."""
     if RepMixDetector().shipped_artifact() is None:
         pytest.skip("no shipped repmix artifact in this checkout")
-    path = tmp_path / "sample.jpg"
-    path.write_bytes(reshared(textured("gen-stripes", 1)))
-    result = vestige("detect", path, "--detector", "repmix", "--json")
+    result = vestige("zoo", "sample", generator, "--n", "8", "--seed", "11", "--out", tmp_path / "samples")
     assert result.exit_code == 0, result.stderr
-    row = json.loads(result.stdout)
-    assert row["error"] is None and row["evidence"]["input"] == {"width": 24, "height": 24, "working_size": 32,
-                                                                 "resized": True}
-    shutil.rmtree(tmp_path / "data", ignore_errors=True)
+    files = []
+    for png_path in sorted((tmp_path / "samples").glob("*.png")):
+        path = png_path.with_suffix(".jpg")
+        path.write_bytes(reshared(Image.open(png_path).convert("RGB")))
+        files.append(path)
+    result = vestige("detect", *files, "--detector", "repmix", "--json")
+    assert result.exit_code == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 8 and all(r["device"] == "cpu" and r["error"] is None for r in rows)
+    assert all(r["evidence"]["input"] == {"width": 24, "height": 24, "working_size": 32, "resized": True} for r in rows)
+    assert sum(r["label"] == "synthetic" and r["source"] == generator for r in rows) >= 6
