@@ -41,11 +41,16 @@ class FingerprintDetector(TrainableDetector):
                     choices=("image", "autoencoder")),
         TrainOption("immunize", bool, False, "After clean training, fine-tune on perturbed images (noise, blur, "
                     "JPEG, crop-resize, each with p = 0.5)"),
-        TrainOption("epochs", int, 30, "Most epochs of clean training (early stopping on validation loss)"),
+        TrainOption("epochs", int, 30, "Most epochs of clean training (early stopping on validation loss); "
+                    "0 with --start-from to only immunise"),
         TrainOption("immunize_epochs", int, 10, "Most epochs of immunisation"),
         TrainOption("minutes", float, None, "Wall-clock budget per phase, checked after each epoch"),
         TrainOption("batch_size", int, 32, "Images per optimisation step"),
+        TrainOption("roll", int, 0, "Also shift training images circularly by random multiples of this many "
+                    "pixels (8 keeps JPEG and upsampling grids aligned); 0: flips only"),
         TrainOption("size", int, None, "Input side (4·2^k); default: the training images' common side"),
+        TrainOption("start_from", str, None, "A fingerprint artifact file to start from instead of random weights "
+                    "(same sources and variant), e.g. to immunise a clean model"),
         TrainOption("norm", str, "batch", "Image variant: batch normalisation after each 3×3 convolution, or none "
                     "(the paper's network; learns much more slowly)", choices=("batch", "none")),
         TrainOption("keep", float, 0.99, "Share of correctly classified validation images the unknown "

@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vestige.errors import InvalidInputError
-from vestige.training import REAL, TrainedModel, TrainingSet, pack_artifact
+from vestige.training import REAL, ArtifactFile, TrainedModel, TrainingSet, pack_artifact
 from vestige_fingerprint import calibration
 from vestige_fingerprint.immunisation import RECIPE, Immuniser
 from vestige_fingerprint.nets import architecture, build, stage_count
@@ -78,22 +79,41 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if isinstance(immunize, str):
         immunize = immunize.strip().lower() in ("1", "true", "yes", "on")
     out["immunize"] = bool(immunize)
-    out["epochs"] = number("epochs", int, 30, 1)
+    out["epochs"] = number("epochs", int, 30, 0)
     out["immunize_epochs"] = number("immunize_epochs", int, 10, 1)
     out["minutes"] = number("minutes", float, None, 0.0)
     out["batch_size"] = number("batch_size", int, 32, 1)
+    out["roll"] = number("roll", int, 0, 0)
     out["size"] = number("size", int, None, 8)
     keep = number("keep", float, 0.99, 0.0)
     if not 0.0 < keep <= 1.0:
         raise InvalidInputError(f"fingerprint option keep must lie in (0, 1], not {keep!r}")
     out["keep"] = keep
+    out["start_from"] = raw.pop("start_from", None) or None
     norm = raw.pop("norm", None) or "batch"
     if norm not in ("batch", "none"):
         raise InvalidInputError(f"fingerprint option norm must be batch or none, not {norm!r}")
     out["norm"] = norm
     if raw:
         raise InvalidInputError(f"fingerprint has no training option {sorted(raw)[0]!r}")
+    if out["epochs"] == 0 and not out["start_from"]:
+        raise InvalidInputError("fingerprint option epochs may be 0 only with start_from (an artifact to fine-tune)")
     return out
+
+
+def _starting_point(path: str, sources: Sequence[str], variant: str) -> tuple[ArtifactFile, dict[str, Any]]:
+    """The artifact to fine-tune from, checked against this training's sources and variant."""
+    try:
+        artifact = ArtifactFile.from_bytes(Path(path).read_bytes(), origin="imported", name=path)
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read start_from artifact {path}: {exc.strerror}") from None
+    info = artifact.info
+    if artifact.detector != "fingerprint" or info.get("variant") != variant:
+        raise InvalidInputError(f"start_from {path} is not a fingerprint {variant} artifact")
+    if list(info.get("sources", [])) != list(sources):
+        raise InvalidInputError(f"start_from {path} was trained on sources {', '.join(info.get('sources', []))}, "
+                                f"not this dataset's {', '.join(sources)}")
+    return artifact, dict(info["architecture"])
 
 
 def _prepare(examples: Sequence[Any], side: int, index: Mapping[str, int]) -> tuple[list[Image.Image], np.ndarray, np.ndarray]:
@@ -112,8 +132,9 @@ class _Trainer:
     """One optimisation phase over fixed tensors; keeps the epoch with the lowest validation cross-entropy."""
 
     def __init__(self, net: torch.nn.Module, *, autoencoder: bool, batch_size: int, lr: float,
-                 generator: torch.Generator, device: torch.device, progress: Progress) -> None:
+                 generator: torch.Generator, device: torch.device, progress: Progress, roll: int = 0) -> None:
         self.net = net
+        self.roll = roll
         self.autoencoder = autoencoder
         self.batch_size = batch_size
         self.generator = generator
@@ -138,13 +159,23 @@ class _Trainer:
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = to_float(pixels[idx])
-            x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(3), x).to(self.device)
+            x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(3), x)
+            if self.roll:
+                x = self._rolled(x)
+            x = x.to(self.device)
             loss, _ = self._loss(x, labels[idx].to(self.device))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total += loss.item() * len(idx)
         return total / max(1, n)
+
+    def _rolled(self, x: torch.Tensor) -> torch.Tensor:
+        """Each image shifted circularly by whole multiples of ``roll`` pixels, down and right."""
+        positions = max(1, x.shape[-1] // self.roll)
+        shifts = torch.randint(0, positions, (len(x), 2), generator=self.generator) * self.roll
+        return torch.stack([torch.roll(image, shifts=(int(dy), int(dx)), dims=(1, 2))
+                            for image, (dy, dx) in zip(x, shifts)])
 
     @torch.no_grad()
     def validation_loss(self, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -198,14 +229,19 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
     if len(used) < 2:
         raise InvalidInputError(f"{data.name} has training images of {len(used)} source; attribution needs at least two")
     index = {s: i for i, s in enumerate(sources)}
-    side = opts["size"] or training_side(e.image.image.size for e in data.train)
-    try:
-        stage_count(side)
-    except ValueError as exc:
-        raise InvalidInputError(f"fingerprint option size: {exc}") from None
-    hyper = architecture(opts["variant"], side, len(sources))
-    if opts["variant"] == "image":
-        hyper["norm"] = opts["norm"]
+    start = None
+    if opts["start_from"]:
+        start, hyper = _starting_point(opts["start_from"], sources, opts["variant"])
+        side = int(hyper["size"])
+    else:
+        side = opts["size"] or training_side(e.image.image.size for e in data.train)
+        try:
+            stage_count(side)
+        except ValueError as exc:
+            raise InvalidInputError(f"fingerprint option size: {exc}") from None
+        hyper = architecture(opts["variant"], side, len(sources))
+        if opts["variant"] == "image":
+            hyper["norm"] = opts["norm"]
     torch_device = torch.device(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -216,14 +252,21 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         val_pictures, val_pixels, val_labels = _prepare(data.validation, side, index)
         say(f"{opts['variant']} variant, {side}×{side}, {len(sources)} classes, {len(train_labels)} training and "
             f"{len(val_labels)} validation images, batch {opts['batch_size']}, {torch.get_num_threads()} threads")
-        net = build(hyper).to(torch_device)
+        net = build(hyper)
+        if start is not None:
+            net.load_state_dict({k: torch.from_numpy(np.asarray(v, dtype=np.float32) if v.dtype == np.float16 else
+                                                     np.array(v)) for k, v in start.tensors().items()})
+            say(f"starting from artifact {start.sha256[:12]}")
+        net.to(torch_device)
         autoencoder = opts["variant"] == "autoencoder"
         trainer = _Trainer(net, autoencoder=autoencoder, batch_size=opts["batch_size"], lr=LEARNING_RATE,
-                           generator=generator, device=torch_device, progress=say)
+                           generator=generator, device=torch_device, progress=say, roll=opts["roll"])
         x_train, y_train = torch.from_numpy(train_pixels), torch.from_numpy(train_labels)
         x_val, y_val = torch.from_numpy(val_pixels), torch.from_numpy(val_labels)
-        record: dict[str, Any] = {"clean": trainer.run(opts["epochs"], opts["minutes"], lambda _: (x_train, y_train),
-                                                        (x_val, y_val), "clean")}
+        record: dict[str, Any] = {}
+        if opts["epochs"]:
+            record["clean"] = trainer.run(opts["epochs"], opts["minutes"], lambda _: (x_train, y_train), (x_val, y_val),
+                                          "clean")
         calibration_pixels, calibration_labels = val_pixels, val_labels
         if opts["immunize"]:
             immuniser = Immuniser()
@@ -236,7 +279,7 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
                 return torch.from_numpy(_perturbed(train_pictures, immuniser, rng)), y_train
 
             trainer = _Trainer(net, autoencoder=autoencoder, batch_size=opts["batch_size"], lr=IMMUNISE_LEARNING_RATE,
-                               generator=generator, device=torch_device, progress=say)
+                               generator=generator, device=torch_device, progress=say, roll=opts["roll"])
             record["immunise"] = trainer.run(opts["immunize_epochs"], opts["minutes"], perturbed_train,
                                              (torch.from_numpy(calibration_pixels), torch.from_numpy(calibration_labels)),
                                              "immunise")
@@ -273,10 +316,12 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         "immunisation": RECIPE if opts["immunize"] else None,
         "dataset_sha256": data.dataset_sha256,
         "seed": seed,
+        "started_from": None if start is None else start.sha256,
         "training": {
             "optimizer": {"name": "adam", "lr": LEARNING_RATE, "betas": [0.0, 0.99],
                           "immunise_lr": IMMUNISE_LEARNING_RATE if opts["immunize"] else None},
             "batch_size": opts["batch_size"], "flips": "horizontal, p = 0.5", "patience": PATIENCE,
+            "roll": opts["roll"] or None,
             "reconstruction_weight": RECONSTRUCTION_WEIGHT if autoencoder else None,
             "max_epochs": opts["epochs"], "max_immunize_epochs": opts["immunize_epochs"] if opts["immunize"] else None,
             "epochs": record, "threads": torch.get_num_threads(), "torch": torch.__version__,

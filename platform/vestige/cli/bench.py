@@ -343,3 +343,35 @@ def bench_detector(ctx: click.Context, detector_name: str, dataset_path: Path | 
     out = out or Path("bench-results") / f"detector-{detector_name}.json"
     write_result(out, result)
     echo_json(result)
+
+
+@bench_group.command("calibration")
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
+@click.option("--detector", "detector_name", required=True)
+@click.option("--model", "model_ref", default=None, help="An artifact (file, registry id or SHA-256 prefix); default: as `vestige detect`.")
+@click.option("--condition", type=click.Choice(["clean", "seen-perturbations", "unseen-perturbations", "reshared"]),
+              default="clean", show_default=True)
+@click.option("--limit", type=click.IntRange(1), default=None, help="At most N test images per source and class group.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="JSON file (default: bench-results/calibration-DETECTOR-CONDITION.json).")
+@click.pass_context
+def bench_calibration(ctx: click.Context, dataset_path: Path, detector_name: str, model_ref: str | None, condition: str,
+                      limit: int | None, out: Path | None) -> None:
+    """Expected calibration error, NLL and reliability bins of a detector's confidences on a dataset's test images."""
+    from vestige.artifacts import attach
+    from vestige.benchmarks import write_result
+    from vestige.datasets import open_dataset
+    from vestige.plugins import select_detectors
+    from vestige.reliability import markdown_table, run_calibration
+
+    state: State = ctx.find_object(State)
+    detector = select_detectors(state.pm, [detector_name])[0]
+    if model_ref:
+        detector.use_artifact(_given_artifacts(state, [detector], (f"{detector_name}={model_ref}",))[detector_name])
+    else:
+        attach(detector, None)
+    detector.load("cpu")
+    result = run_calibration(open_dataset(dataset_path), detector, condition=condition, limit=limit,
+                             command=_command_line(ctx), progress=_progress)
+    write_result(out or Path("bench-results") / f"calibration-{detector_name}-{condition}.json", result)
+    click.echo(markdown_table(result), nl=False)
