@@ -283,11 +283,13 @@ def _registrar(state: State, dataset):  # noqa: ANN001, ANN202
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N clean test images per source.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--model", "model_ref", default=None,
+              help="Evaluate this artifact (trained without the held-out source) instead of training one.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Folder for openset.json, openset.md and the model (default: bench-results/openset-DETECTOR-HOLDOUT).")
 @click.pass_context
 def bench_openset(ctx: click.Context, dataset_path: Path, detector_name: str, holdout: str, options: tuple[str, ...],
-                  seed: int, limit: int | None, device: str, out: Path | None) -> None:
+                  seed: int, limit: int | None, device: str, model_ref: str | None, out: Path | None) -> None:
     """Train without one generator; AUROC of `unknown` on its test images against the known sources' (docs/benchmarks.md)."""
     from vestige.datasets import open_dataset
     from vestige.harness import parse_options
@@ -297,10 +299,11 @@ def bench_openset(ctx: click.Context, dataset_path: Path, detector_name: str, ho
     state: State = ctx.find_object(State)
     detector = select_detectors(state.pm, [detector_name])[0]
     fit_options = parse_options([f"{detector_name}.{value}" for value in options], [detector]).get(detector_name, {})
+    artifact = _given_artifacts(state, [detector], (f"{detector_name}={model_ref}",))[detector_name] if model_ref else None
     dataset = open_dataset(dataset_path)
     out = out or Path("bench-results") / f"openset-{detector_name}-{holdout}"
     result = run_openset(dataset, detector, holdout, seed=seed, options=fit_options, device=device, limit=limit,
-                         out=out, command=_command_line(ctx), progress=_progress)
+                         out=out, command=_command_line(ctx), progress=_progress, artifact=artifact)
     click.echo(markdown_report(result), nl=False)
     _progress(f"wrote {out / 'openset.json'} and {out / 'openset.md'}")
 
