@@ -46,8 +46,6 @@ class FingerprintDetector(TrainableDetector):
         TrainOption("immunize_epochs", int, 10, "Most epochs of immunisation"),
         TrainOption("minutes", float, None, "Wall-clock budget per phase, checked after each epoch"),
         TrainOption("batch_size", int, 32, "Images per optimisation step"),
-        TrainOption("roll", int, 0, "Also shift training images circularly by random multiples of this many "
-                    "pixels (8 keeps JPEG and upsampling grids aligned); 0: flips only"),
         TrainOption("size", int, None, "Input side (4·2^k); default: the training images' common side"),
         TrainOption("start_from", str, None, "A fingerprint artifact file to start from instead of random weights "
                     "(same sources and variant), e.g. to immunise a clean model"),

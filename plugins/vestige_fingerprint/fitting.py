@@ -83,7 +83,6 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     out["immunize_epochs"] = number("immunize_epochs", int, 10, 1)
     out["minutes"] = number("minutes", float, None, 0.0)
     out["batch_size"] = number("batch_size", int, 32, 1)
-    out["roll"] = number("roll", int, 0, 0)
     out["size"] = number("size", int, None, 8)
     keep = number("keep", float, 0.99, 0.0)
     if not 0.0 < keep <= 1.0:
@@ -132,9 +131,8 @@ class _Trainer:
     """One optimisation phase over fixed tensors; keeps the epoch with the lowest validation cross-entropy."""
 
     def __init__(self, net: torch.nn.Module, *, autoencoder: bool, batch_size: int, lr: float,
-                 generator: torch.Generator, device: torch.device, progress: Progress, roll: int = 0) -> None:
+                 generator: torch.Generator, device: torch.device, progress: Progress) -> None:
         self.net = net
-        self.roll = roll
         self.autoencoder = autoencoder
         self.batch_size = batch_size
         self.generator = generator
@@ -159,23 +157,13 @@ class _Trainer:
         for start in range(0, n, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = to_float(pixels[idx])
-            x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(3), x)
-            if self.roll:
-                x = self._rolled(x)
-            x = x.to(self.device)
+            x = torch.where(flips[idx].view(-1, 1, 1, 1), x.flip(3), x).to(self.device)
             loss, _ = self._loss(x, labels[idx].to(self.device))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
             total += loss.item() * len(idx)
         return total / max(1, n)
-
-    def _rolled(self, x: torch.Tensor) -> torch.Tensor:
-        """Each image shifted circularly by whole multiples of ``roll`` pixels, down and right."""
-        positions = max(1, x.shape[-1] // self.roll)
-        shifts = torch.randint(0, positions, (len(x), 2), generator=self.generator) * self.roll
-        return torch.stack([torch.roll(image, shifts=(int(dy), int(dx)), dims=(1, 2))
-                            for image, (dy, dx) in zip(x, shifts)])
 
     @torch.no_grad()
     def validation_loss(self, pixels: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
@@ -260,7 +248,7 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         net.to(torch_device)
         autoencoder = opts["variant"] == "autoencoder"
         trainer = _Trainer(net, autoencoder=autoencoder, batch_size=opts["batch_size"], lr=LEARNING_RATE,
-                           generator=generator, device=torch_device, progress=say, roll=opts["roll"])
+                           generator=generator, device=torch_device, progress=say)
         x_train, y_train = torch.from_numpy(train_pixels), torch.from_numpy(train_labels)
         x_val, y_val = torch.from_numpy(val_pixels), torch.from_numpy(val_labels)
         record: dict[str, Any] = {}
@@ -279,7 +267,7 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
                 return torch.from_numpy(_perturbed(train_pictures, immuniser, rng)), y_train
 
             trainer = _Trainer(net, autoencoder=autoencoder, batch_size=opts["batch_size"], lr=IMMUNISE_LEARNING_RATE,
-                               generator=generator, device=torch_device, progress=say, roll=opts["roll"])
+                               generator=generator, device=torch_device, progress=say)
             record["immunise"] = trainer.run(opts["immunize_epochs"], opts["minutes"], perturbed_train,
                                              (torch.from_numpy(calibration_pixels), torch.from_numpy(calibration_labels)),
                                              "immunise")
@@ -321,7 +309,6 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
             "optimizer": {"name": "adam", "lr": LEARNING_RATE, "betas": [0.0, 0.99],
                           "immunise_lr": IMMUNISE_LEARNING_RATE if opts["immunize"] else None},
             "batch_size": opts["batch_size"], "flips": "horizontal, p = 0.5", "patience": PATIENCE,
-            "roll": opts["roll"] or None,
             "reconstruction_weight": RECONSTRUCTION_WEIGHT if autoencoder else None,
             "max_epochs": opts["epochs"], "max_immunize_epochs": opts["immunize_epochs"] if opts["immunize"] else None,
             "epochs": record, "threads": torch.get_num_threads(), "torch": torch.__version__,
