@@ -64,10 +64,10 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
     named = [n.strip() for n in names.split(",") if n.strip()]
     detectors = select_detectors(state.pm, named)
     with workspace.db.session() as session:
+        case = get_case(session, reference)
         detectors, skipped = runnable(detectors, Registry(session, workspace.store), named=bool(named))
         if skipped:
             click.echo(f"skipping {', '.join(skipped)}: no trained model (docs/models.md)", err=True)
-        case = get_case(session, reference)
         analysis = request_analysis(workspace, session, case, detectors, pm=state.pm, actor=actor or default_actor(),
                                     robustness=robustness)
         tasks = tasks_of(session, analysis)
