@@ -103,8 +103,8 @@ def test_evidence_stays_bounded():
 def test_detect_is_deterministic_and_stores_nothing(vestige, tmp_path, config):
     path = tmp_path / "gen.png"
     path.write_bytes(CASES[0][1])
-    first = vestige("detect", path, "--json")
-    second = vestige("detect", path, "--json")
+    first = vestige("detect", path, "--detector", "metadata", "--json")
+    second = vestige("detect", path, "--detector", "metadata", "--json")
     assert first.exit_code == 0 and first.stdout == second.stdout
     row = json.loads(first.stdout)
     assert {"file", "detector", "detector_version", "model_sha256", "label", "source", "scores", "confidence",

@@ -35,10 +35,9 @@ def detect(state: State, files: tuple[Path, ...], names: tuple[str, ...], models
     with optional_registry(state, required=bool(chosen)) as registry:
         if registry is not None:
             chosen = {name: registry.get(ref).sha256 for name, ref in chosen.items()}
-        ready, skipped = runnable([d for d in detectors if d.name not in chosen], registry, named=bool(names))
+        # With no --detector, trainable detectors that have no model are left out (`vestige models list`).
+        ready, _ = runnable([d for d in detectors if d.name not in chosen], registry, named=bool(names))
         detectors = [d for d in detectors if d in ready or d.name in chosen]
-        if skipped:
-            click.echo(f"skipping {', '.join(skipped)}: no trained model (docs/models.md)", err=True)
         results = detect_files(list(files), detectors, limits, registry=registry, models=chosen)
     failed = False
     rows = [row for result in results for row in result.rows()]
