@@ -20,7 +20,7 @@ from vestige.detect import make_input
 from vestige.errors import InvalidInputError
 from vestige.training import ArtifactFile, Example, TrainingSet, read_artifact_file
 from vestige_fingerprint import FingerprintDetector
-from vestige_fingerprint import calibration
+from vestige import calibration
 from vestige_fingerprint.preprocess import fit_to_side, training_side
 from vestige_fingerprint.weights import read_manifest, ship
 

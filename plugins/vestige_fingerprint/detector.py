@@ -15,7 +15,7 @@ import numpy as np
 from vestige.errors import InvalidInputError
 from vestige.plugin import Finding, ImageInput, Picture
 from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption
-from vestige_fingerprint import calibration
+from vestige import calibration
 from vestige_fingerprint.pictures import fingerprint_png
 from vestige_fingerprint.preprocess import stack
 from vestige_fingerprint.weights import WEIGHTS_DIR, shipped

@@ -37,7 +37,7 @@ from PIL import Image
 
 from vestige.errors import InvalidInputError
 from vestige.training import REAL, ArtifactFile, TrainedModel, TrainingSet, pack_artifact
-from vestige_fingerprint import calibration
+from vestige import calibration
 from vestige_fingerprint.immunisation import RECIPE, Immuniser
 from vestige_fingerprint.nets import architecture, build, stage_count
 from vestige_fingerprint.preprocess import fit_to_side, training_side

@@ -26,6 +26,8 @@ FORMAT = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: Working memory of one projection step in ``analyze`` (bytes).
 ANALYZE_BUDGET = 64 * 1024**2
+#: Share of correctly attributed validation images kept above the ``unknown`` threshold.
+UNKNOWN_KEEP = 0.95
 
 
 class ManifptError(VestigeError):
@@ -73,7 +75,8 @@ class ManifptDetector(TrainableDetector):
             progress: Callable[[str], None] | None = None, device: str = "cpu") -> TrainedModel:
         import torch
 
-        from vestige_manifpt import attributor, calibration
+        from vestige import calibration
+        from vestige_manifpt import attributor
         from vestige_manifpt.spaces import is_picture, stack
 
         say = progress or _quiet
@@ -113,9 +116,9 @@ class ManifptDetector(TrainableDetector):
         net.cpu()
         val_logits = attributor.logits(net, attributor.normalise(x_val, scale))
         labels = y_val.numpy()
-        temperature = calibration.fit_temperature(val_logits, labels)
-        probs = calibration.probabilities(val_logits, temperature) if len(labels) else np.zeros((0, len(sources)))
-        threshold = calibration.unknown_threshold(probs, labels)
+        temperature = calibration.fit_temperature(val_logits, labels, smoothed=True)
+        probs = calibration.softmax(val_logits, temperature) if len(labels) else np.zeros((0, len(sources)))
+        threshold = calibration.open_set_threshold(probs, labels, keep=UNKNOWN_KEEP)
         predicted = probs.argmax(1) if len(labels) else np.zeros(0, dtype=np.int64)
         metrics: dict[str, Any] = {
             "attribution_accuracy": float(np.mean(predicted == labels)) if len(labels) else None,
@@ -129,7 +132,7 @@ class ManifptDetector(TrainableDetector):
             "train_real_artifact_mean_abs": float(x[y == index.get(REAL, -1)].abs().mean()) if REAL in index else None,
         }
         calib = {"method": "temperature", "temperature": temperature, "unknown_threshold": threshold,
-                 "keep": calibration.KEEP}
+                 "keep": UNKNOWN_KEEP}
         say(f"validation accuracy {100 * (metrics['attribution_accuracy'] or 0):.1f} %, temperature {temperature:.3g}, "
             f"unknown below {threshold:.3f}")
         del nearest_train
@@ -240,7 +243,8 @@ class ManifptDetector(TrainableDetector):
     def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
         import torch
 
-        from vestige_manifpt import attributor, calibration
+        from vestige import calibration
+        from vestige_manifpt import attributor
         from vestige_manifpt.pictures import artifact_png, reference_png
         from vestige_manifpt.spaces import prepare
 
@@ -256,7 +260,7 @@ class ManifptDetector(TrainableDetector):
             for i, (_, note) in enumerate(prepared):
                 # one image at a time: the same image gives the same finding in any batch
                 z = state["net"](attributor.normalise(artifacts[i : i + 1], state["scale"])).double().numpy()
-                probs = calibration.probabilities(z, temperature)[0]
+                probs = calibration.softmax(z, temperature)[0]
                 best = int(np.argmax(probs))
                 top = float(probs[best])
                 source = sources[best]

@@ -161,7 +161,7 @@ class RepMixDetector(TrainableDetector):
         """(L2-normalised embeddings, P(synthetic) from the detection head, calibrated attribution probabilities)."""
         import torch
 
-        from vestige_repmix.calibration import softmax
+        from vestige.calibration import softmax
         from vestige_repmix.fitting import to_tensor
         from vestige_repmix.nets import gate
 

@@ -36,7 +36,7 @@ from torch.nn import functional as F
 
 from vestige.training import Example, TrainingSet
 
-from vestige_repmix.calibration import fit_temperature, open_set_threshold, softmax
+from vestige.calibration import fit_temperature, open_set_threshold, softmax
 from vestige_repmix.nets import RepMixNet, gate, mixed_cross_entropy, sample_alpha
 
 AUGMENT_P = 0.95

@@ -1,5 +1,9 @@
 """Calibrated probabilities and the open-set rule, on numpy arrays (no torch needed).
 
+Shared by every trained attribution detector (fingerprint, RepMix, ManiFPT),
+so that "calibrated" and ``unknown`` mean the same thing whichever detector
+speaks.
+
 Temperature scaling (Guo et al. 2017): one scalar ``T`` divides every logit;
 it is fitted on the validation split by minimising the negative
 log-likelihood. The NLL is convex in ``1/T``, so a bracketing search on
@@ -31,22 +35,35 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``."""
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0, *, smoothed: bool = False) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / temperature)``.
+
+    ``smoothed``: against targets smoothed as Platt did (the true class
+    ``1 − ε``, ``ε = 1/(n + 2)`` shared by the others), so a validation split
+    that is separated perfectly does not drive ``T`` to its bound and every
+    later confidence to 1.
+    """
     z = np.asarray(logits, dtype=np.float64) / temperature
     top = z.max(axis=1, keepdims=True)
-    log_norm = top[:, 0] + np.log(np.exp(z - top).sum(axis=1))
-    return float(np.mean(log_norm - z[np.arange(len(z)), labels]))
-
-
-def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, iterations: int = 100) -> float:
-    """The temperature that minimises validation NLL (golden-section search on 1/T)."""
+    log_p = z - (top + np.log(np.exp(z - top).sum(axis=1, keepdims=True)))
     labels = np.asarray(labels)
+    if not smoothed:
+        return float(-np.mean(log_p[np.arange(len(z)), labels]))
+    n, classes = z.shape
+    eps = 1.0 / (n + 2)
+    targets = np.full((n, classes), eps / max(classes - 1, 1))
+    targets[np.arange(n), labels] = 1.0 - eps
+    return float(-(targets * log_p).sum(axis=1).mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, smoothed: bool = False, iterations: int = 100) -> float:
+    """The temperature that minimises validation NLL (golden-section search on 1/T); ``smoothed`` as in :func:`nll`."""
+    labels = np.asarray(labels, dtype=np.int64)
     if len(labels) == 0:
         return 1.0
 
     def loss(beta: float) -> float:
-        return nll(logits, labels, 1.0 / beta)
+        return nll(logits, labels, 1.0 / beta, smoothed=smoothed)
 
     # Coarse log-spaced scan first: when the validation set is perfectly
     # separated the NLL keeps falling as 1/T grows, and the optimum is the
