@@ -195,3 +195,63 @@ def test_cli_train_writes_weights_that_ship(vestige, tmp_path):
     shipped = ship(tmp_path / "run", folder=tmp_path / "weights")
     assert [r.name for r in shipped] == ["dcgan-s0"]
     load_generator("dcgan-s0", tmp_path / "weights")
+
+
+def test_stylegan_inversion_view_reproduces_zoo_samples_and_reaches_the_noise():
+    """The inverter gets the StyleGAN-like model with its noise maps in the latent, which z alone cannot reach."""
+    from vestige_zoo.stylegan_net import ExplicitNoise
+
+    specs = {s.name: s for batch in get_plugin_manager().hook.vestige_generators() for s in batch}
+    spec = specs["stylegan-mini"]
+    view = spec.build()
+    assert isinstance(view, ExplicitNoise) and spec.input_spec.latent_shape == (64 + 16 + 64 + 256 + 1024,)
+    assert "noise" in spec.metadata["inversion_input"]
+    z, y = latents((64,), 3, 5), torch.tensor([0, 4, 9])
+    sampled = load_generator("stylegan-mini")(z, y)
+    assert torch.equal(view(view.latent_of(z), y), sampled)
+    latent = view.latent_of(z).requires_grad_(True)
+    view(latent, y).square().sum().backward()
+    assert latent.grad[:, 64:].abs().sum() > 0  # the noise part of the latent is differentiable
+    assert specs["dcgan-s0"].input_spec.latent_shape == (64,)
+
+
+def test_a_candidate_weights_folder_is_listed_sampled_and_judged_like_the_shipped_one(vestige, tmp_path):
+    """`--weights DIR` points list, sample, grid and evaluate at a candidate release; its files are hash-checked too."""
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    entry = read_manifest()["dcgan-s0"]
+    shutil.copyfile(WEIGHTS_DIR / entry.file, candidate / entry.file)
+    (candidate / "manifest.json").write_text(json.dumps({"dcgan-s0": entry.to_dict()}))
+    listed = json.loads(vestige(f"zoo list --json --weights {candidate}").stdout)
+    assert {e["name"]: e["sha256"] for e in listed}["dcgan-s0"] == entry.sha256
+    assert {e["name"]: e["sha256"] for e in listed}["vae"] is None
+    for folder, out in ((candidate, "a.json"), (None, "b.json")):
+        option = f"--weights {folder}" if folder else ""
+        assert vestige(f"zoo evaluate dcgan-s0 --per-class 3 --out {tmp_path / out} {option}").exit_code == 0
+    a, b = (json.loads((tmp_path / f).read_text())["generators"] for f in ("a.json", "b.json"))
+    assert a == b
+    result = vestige(f"zoo grid --per-class 2 --out {tmp_path / 'grids'} --prefix next- --weights {candidate}")
+    assert result.exit_code == 0 and [p.name for p in (tmp_path / "grids").iterdir()] == ["next-dcgan-s0.png"]
+    with (candidate / entry.file).open("r+b") as fh:
+        fh.seek(-1, 2)
+        fh.write(b"\x01" if fh.read(1) != b"\x01" else b"\x02")
+    result = vestige(f"zoo sample dcgan-s0 --n 1 --out {tmp_path / 's'} --weights {candidate}")
+    assert result.exit_code != 0 and "does not match its manifest" in result.stderr
+
+
+@needs_cifar
+def test_bf16_gan_training_replays_exactly_and_its_snapshots_ship(vestige, tmp_path):
+    from vestige_zoo.training import train_model
+
+    runs = [train_model("nnup-hinge", CIFAR_ZIP, tmp_path / run, seed=2, steps=4, precision="bf16", snapshot_every=2,
+                        log=lambda _: None) for run in ("a", "b")]
+    assert runs[0]["sha256"] == runs[1]["sha256"] and runs[0]["precision"] == "bf16"
+    assert "--steps 4 --precision bf16" in runs[0]["command"]
+    snapshot = tmp_path / "a" / "snapshots" / "step-2"
+    assert json.loads((snapshot / "nnup-hinge.json").read_text())["steps"] == 2
+    assert not (tmp_path / "a" / "snapshots" / "step-4").exists()  # the last step is the run's own result
+    result = vestige(f"zoo ship {snapshot} --to {tmp_path / 'candidate'}")
+    assert result.exit_code == 0, result.stderr
+    load_generator("nnup-hinge", tmp_path / "candidate")
+    refused = vestige(f"zoo train vae --data {CIFAR_ZIP} --out {tmp_path / 'vae'} --steps 1 --precision bf16")
+    assert refused.exit_code != 0 and "for the GANs" in refused.stderr

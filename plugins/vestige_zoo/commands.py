@@ -14,6 +14,17 @@ from vestige_zoo.cifar import CLASSES
 DEFAULT_DATA = Path("../shared/data/cifar10-jpeg.zip")
 
 
+def _weights_option(command: Any) -> Any:
+    return click.option("--weights", "weights", type=click.Path(path_type=Path, exists=True, file_okay=False), default=None,
+                        help="A weights folder with its manifest.json (a candidate release) instead of the shipped weights.")(command)
+
+
+def _folder(weights: Path | None) -> Path:
+    from vestige_zoo.weights import WEIGHTS_DIR
+
+    return weights or WEIGHTS_DIR
+
+
 def _echo_rows(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> None:
     cells = [[str(v) for v in row] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
@@ -47,11 +58,12 @@ def zoo() -> None:
 
 @zoo.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def list_command(as_json: bool) -> None:
+@_weights_option
+def list_command(as_json: bool, weights: Path | None) -> None:
     """List the models with their weight hashes and design choices."""
     from vestige_zoo.weights import read_manifest
 
-    shipped = read_manifest()
+    shipped = read_manifest(_folder(weights))
     entries = []
     for model in list_models():
         record = shipped.get(model.name)
@@ -77,12 +89,13 @@ def list_command(as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the PNGs.")
 @click.option("--device", default="cpu", show_default=True)
-def sample(name: str, count: int, class_name: str | None, seed: int, out: Path, device: str) -> None:
+@_weights_option
+def sample(name: str, count: int, class_name: str | None, seed: int, out: Path, device: str, weights: Path | None) -> None:
     """Write N samples of generator NAME as PNGs (deterministic for a seed on the CPU)."""
     from vestige_zoo.registry import load_generator
     from vestige_zoo.sampling import sample_images, write_pngs
 
-    images, labels = sample_images(name, load_generator(name), count, seed, class_name, device=device)
+    images, labels = sample_images(name, load_generator(name, _folder(weights)), count, seed, class_name, device=device)
     paths = write_pngs(images, labels, out, f"{name}-s{seed}")
     click.echo(f"wrote {len(paths)} PNGs to {out}")
 
@@ -92,15 +105,20 @@ def sample(name: str, count: int, class_name: str | None, seed: int, out: Path, 
 @click.option("--per-class", type=click.IntRange(1), default=10, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for zoo-<name>.png grids.")
-def grid(names: tuple[str, ...], per_class: int, seed: int, out: Path) -> None:
+@click.option("--prefix", default="zoo-", show_default=True, help="File names are <prefix><name>.png.")
+@_weights_option
+def grid(names: tuple[str, ...], per_class: int, seed: int, out: Path, prefix: str, weights: Path | None) -> None:
     """Write a sample grid per generator (one row per class, airplane at the top)."""
     from vestige_zoo.registry import load_generator
     from vestige_zoo.sampling import class_grid
+    from vestige_zoo.weights import read_manifest
 
+    folder = _folder(weights)
+    available = read_manifest(folder)
     out.mkdir(parents=True, exist_ok=True)
-    for name in names or [m.name for m in list_models(generators_only=True)]:
-        path = out / f"zoo-{name}.png"
-        class_grid(name, load_generator(name), per_class, seed).save(path, optimize=True)
+    for name in names or [m.name for m in list_models(generators_only=True) if weights is None or m.name in available]:
+        path = out / f"{prefix}{name}.png"
+        class_grid(name, load_generator(name, folder), per_class, seed).save(path, optimize=True)
         click.echo(f"wrote {path}")
 
 
@@ -113,8 +131,12 @@ def grid(names: tuple[str, ...], per_class: int, seed: int, out: Path) -> None:
 @click.option("--minutes", type=float, default=None, help="Time budget instead of --steps (default: the model's budget).")
 @click.option("--device", default=None, help="cpu or cuda (default: cuda when available).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch.")
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: GAN forward passes under autocast (faster on CPUs with AVX-512 BF16 and on GPUs).")
+@click.option("--snapshot-every", type=click.IntRange(1), default=None,
+              help="GANs: also save the averaged generator every N steps under OUT/snapshots/.")
 def train(name: str, data: Path, out: Path, seed: int, steps: int | None, minutes: float | None,
-          device: str | None, threads: int | None) -> None:
+          device: str | None, threads: int | None, precision: str, snapshot_every: int | None) -> None:
     """Train model NAME on the CIFAR-10 train split, reproducibly from --seed."""
     from vestige_zoo.training import train_model
 
@@ -122,18 +144,20 @@ def train(name: str, data: Path, out: Path, seed: int, steps: int | None, minute
         import torch
 
         torch.set_num_threads(threads)
-    train_model(name, data, out, seed, steps=steps, minutes=minutes, device=_device(device),
-                log=lambda line: click.echo(line, err=True))
+    train_model(name, data, out, seed, steps=steps, minutes=minutes, device=_device(device), precision=precision,
+                snapshot_every=snapshot_every, log=lambda line: click.echo(line, err=True))
 
 
 @zoo.command()
 @click.argument("trained", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.argument("names", nargs=-1)
-def ship(trained: Path, names: tuple[str, ...]) -> None:
+@click.option("--to", "to", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Copy into this folder and its manifest instead of the plugin's (a candidate release).")
+def ship(trained: Path, names: tuple[str, ...], to: Path | None) -> None:
     """Copy weights trained into folder TRAINED into the plugin and its manifest (for maintainers)."""
     from vestige_zoo.weights import ship as ship_weights
 
-    for record in ship_weights(trained, list(names) or None):
+    for record in ship_weights(trained, list(names) or None, _folder(to)):
         click.echo(f"shipped {record.file} ({record.size / 1e6:.2f} MB)")
 
 
@@ -144,7 +168,8 @@ def ship(trained: Path, names: tuple[str, ...]) -> None:
 @click.option("--per-class", type=click.IntRange(1), default=100, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/zoo-accuracy.json"), show_default=True)
-def evaluate(names: tuple[str, ...], data: Path | None, per_class: int, seed: int, out: Path) -> None:
+@_weights_option
+def evaluate(names: tuple[str, ...], data: Path | None, per_class: int, seed: int, out: Path, weights: Path | None) -> None:
     """Class accuracy of each generator's samples, judged by the project's classifier."""
     from vestige_zoo.catalog import CLASSIFIER
     from vestige_zoo.evaluation import classifier_test_accuracy, sample_class_accuracy
@@ -155,8 +180,13 @@ def evaluate(names: tuple[str, ...], data: Path | None, per_class: int, seed: in
         result["classifier_test"] = classifier_test_accuracy(data)
         click.echo(f"classifier accuracy on the CIFAR-10 test split: {result['classifier_test']['accuracy']:.1%} "
                    f"({result['classifier_test']['n']} images)")
+    from vestige_zoo.weights import read_manifest
+
+    folder = _folder(weights)
+    available = read_manifest(folder)
     classifier = load_network(CLASSIFIER)
-    rows = [sample_class_accuracy(n, per_class, seed, classifier) for n in names or [m.name for m in list_models(generators_only=True)]]
+    chosen = names or [m.name for m in list_models(generators_only=True) if weights is None or m.name in available]
+    rows = [sample_class_accuracy(n, per_class, seed, classifier, folder) for n in chosen]
     result["generators"] = rows
     _echo_rows([[r["model"], f"{r['accuracy']:.1%}", r["n"]] + [f"{r['per_class'][c]:.0%}" for c in CLASSES] for r in rows],
                ["model", "class accuracy", "samples", *[c[:5] for c in CLASSES]])

@@ -21,6 +21,7 @@ from vestige_zoo.catalog import CLASSIFIER, get_model
 from vestige_zoo.cifar import CLASSES, load_split
 from vestige_zoo.registry import load_generator, load_network, weights_record
 from vestige_zoo.sampling import generate, latents
+from vestige_zoo.weights import WEIGHTS_DIR
 
 
 @torch.no_grad()
@@ -52,15 +53,20 @@ def classifier_test_accuracy(data: Path) -> dict[str, Any]:
             "per_class": per_class_accuracy(predicted, labels), "weights_sha256": weights_record(CLASSIFIER).sha256}
 
 
-def sample_class_accuracy(name: str, per_class: int = 100, seed: int = 0, classifier: nn.Module | None = None) -> dict[str, Any]:
-    """How often the classifier names the class each of ``per_class`` × 10 samples of ``name`` was drawn for."""
+def sample_class_accuracy(name: str, per_class: int = 100, seed: int = 0, classifier: nn.Module | None = None,
+                          folder: Path = WEIGHTS_DIR) -> dict[str, Any]:
+    """How often the classifier names the class each of ``per_class`` × 10 samples of ``name`` was drawn for.
+
+    The generator's weights come from ``folder`` (a candidate release, say);
+    the judge is always the shipped classifier.
+    """
     classifier = classifier or load_network(CLASSIFIER)
     n = per_class * len(CLASSES)
     y = torch.arange(n) % len(CLASSES)
-    images = quantise(generate(load_generator(name), latents(get_model(name).latent_shape, n, seed), y))
+    images = quantise(generate(load_generator(name, folder), latents(get_model(name).latent_shape, n, seed), y))
     predicted = classify(classifier, images)
     return {"model": name, "accuracy": float((predicted == y).float().mean()), "n": n, "seed": seed,
-            "per_class": per_class_accuracy(predicted, y), "weights_sha256": weights_record(name).sha256}
+            "per_class": per_class_accuracy(predicted, y), "weights_sha256": weights_record(name, folder).sha256}
 
 
 def sampling_throughput(name: str, n: int = 256, batch_size: int = 64, device: str = "cpu") -> dict[str, Any]:

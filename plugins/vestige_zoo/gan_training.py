@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from vestige_zoo.gan_nets import Discriminator
-from vestige_zoo.training import TrainingRun, ema_update, recalibrate_batchnorm
+from vestige_zoo.training import TrainingRun, ema_update, recalibrate_batchnorm, write_snapshot
 
 AUX_WEIGHT = 0.5
 #: Weight of the mode-seeking term (Mao et al., MSGAN 2019).
@@ -79,13 +79,15 @@ def train_gan(run: TrainingRun) -> tuple[torch.nn.Module, dict[str, Any]]:
         for _ in range(settings["d_steps"]):
             real, y_real = run.batch()
             y_fake = run.randint(10, n)
-            with torch.no_grad():
+            with torch.no_grad(), run.autocast():
                 fake = g(run.randn(n, latent), y_fake)
-            real_score, real_logits = d(real, y_real)
-            fake_score, _ = d(fake, y_fake)
-            d_loss = _d_adversarial(loss, real_score, fake_score) + AUX_WEIGHT * F.cross_entropy(real_logits, y_real)
-            if loss == "wgan-gp":
-                d_loss = d_loss + GP_WEIGHT * _gradient_penalty(d, real, fake, y_fake, run)
+            with run.autocast():
+                real_score, real_logits = d(real, y_real)
+                fake_score, _ = d(fake, y_fake)
+            d_loss = (_d_adversarial(loss, real_score.float(), fake_score.float())
+                      + AUX_WEIGHT * F.cross_entropy(real_logits.float(), y_real))
+            if loss == "wgan-gp":  # in fp32: the penalty differentiates through a gradient
+                d_loss = d_loss + GP_WEIGHT * _gradient_penalty(d, real, fake.float(), y_fake, run)
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()
@@ -93,10 +95,11 @@ def train_gan(run: TrainingRun) -> tuple[torch.nn.Module, dict[str, Any]]:
         y_half = run.randint(10, half)
         y_fake = torch.cat([y_half, y_half])
         z = run.randn(2 * half, latent)
-        fake = g(z, y_fake)
-        fake_score, fake_logits = d(fake, y_fake)
-        g_loss = (_g_adversarial(loss, fake_score) + AUX_WEIGHT * F.cross_entropy(fake_logits, y_fake)
-                  + MODE_SEEKING_WEIGHT * _mode_seeking(z, fake, half))
+        with run.autocast():
+            fake = g(z, y_fake)
+            fake_score, fake_logits = d(fake, y_fake)
+        g_loss = (_g_adversarial(loss, fake_score.float()) + AUX_WEIGHT * F.cross_entropy(fake_logits.float(), y_fake)
+                  + MODE_SEEKING_WEIGHT * _mode_seeking(z, fake.float(), half))
         g_opt.zero_grad(set_to_none=True)
         g_loss.backward()
         g_opt.step()
@@ -106,5 +109,7 @@ def train_gan(run: TrainingRun) -> tuple[torch.nn.Module, dict[str, Any]]:
             metrics = {"d_loss": d_loss.item(), "g_loss": g_loss.item(), "fake_class_accuracy_by_d": acc}
             run.log(f"step {step}/{run.planned_steps or '?'} d {d_loss.item():.3f} g {g_loss.item():.3f} "
                     f"D-accuracy on fakes {acc:.2f} ({run.elapsed() / 60:.1f} min)")
+        if run.snapshot_due(step):
+            write_snapshot(run, g_ema, step + 1, latent)
     recalibrate_batchnorm(g_ema, run, latent)
     return g_ema.cpu().eval(), metrics
