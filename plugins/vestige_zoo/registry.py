@@ -1,9 +1,12 @@
 """Loading zoo models from their shipped, hash-verified weights, and their ``GeneratorSpec``s.
 
-``load_generator(name)`` returns the module an inversion verifier optimises:
+``load_generator(name)`` returns the module the zoo samples with:
 ``forward(z, y)`` maps a latent batch and class indices to images in
 [-1, 1]. It is the GAN generator, the VAE's decoder, or the DDIM sampler
 around the diffusion UNet. ``load_encoder("vae")`` returns the VAE's encoder.
+The ``GeneratorSpec`` hands an inversion verifier the same module, except for
+the StyleGAN-like model, whose noise maps join its latent there
+(:func:`load_inversion_view`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from torch import nn
 from vestige.errors import NotFoundError
 from vestige.plugin import GeneratorSpec, InputSpec
 from vestige_zoo.catalog import ZooModel, get_model, list_models
+from vestige_zoo.stylegan_net import ExplicitNoise, StyleGenerator
 from vestige_zoo.weights import WEIGHTS_DIR, WeightsRecord, read_manifest, verified_state
 
 VERSION = "1"
@@ -57,17 +61,34 @@ def load_encoder(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
     return load_network(name, folder).encoder
 
 
+def load_inversion_view(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
+    """The module an inversion verifier optimises: the generator, or for the StyleGAN-like one its
+    :class:`~vestige_zoo.stylegan_net.ExplicitNoise` view (latent = z and the noise maps)."""
+    generator = load_generator(name, folder)
+    return ExplicitNoise(generator).eval() if isinstance(generator, StyleGenerator) else generator
+
+
+def inversion_latent_shape(model: ZooModel) -> tuple[int, ...]:
+    """The latent shape of :func:`load_inversion_view`'s module."""
+    if model.network is StyleGenerator:
+        return (ExplicitNoise(StyleGenerator()).latent_dim,)
+    return model.latent_shape
+
+
 def generator_spec(model: ZooModel, folder: Path = WEIGHTS_DIR) -> GeneratorSpec:
     """The :class:`GeneratorSpec` of one zoo generator (weights load when ``build`` is called)."""
     record = read_manifest(folder).get(model.name)
+    explicit_noise = model.network is StyleGenerator
     return GeneratorSpec(
         name=model.name,
         version=VERSION,
-        build=lambda: load_generator(model.name, folder),
-        input_spec=InputSpec(latent_shape=model.latent_shape, distribution="normal", num_classes=10),
+        build=lambda: load_inversion_view(model.name, folder),
+        input_spec=InputSpec(latent_shape=inversion_latent_shape(model), distribution="normal", num_classes=10),
         encoder=(lambda: load_encoder(model.name, folder)) if model.trainer == "vae" else None,
         weights_sha256=record.sha256 if record else None,
-        metadata={"description": model.description, **model.design, "output": "3×32×32 in [-1, 1]", "dataset": "CIFAR-10 train"},
+        metadata={"description": model.description, **model.design, "output": "3×32×32 in [-1, 1]", "dataset": "CIFAR-10 train",
+                  **({"inversion_input": "z (64) then the noise maps of 4², 8², 16² and 32² pixels, all standard normal; "
+                                         "the zoo's own samples derive their noise from z"} if explicit_noise else {})},
     )
 
 

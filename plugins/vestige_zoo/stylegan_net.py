@@ -7,9 +7,14 @@ each layer adds per-pixel noise scaled by a learned per-channel strength.
 Resolution doubles by bilinear upsampling; an un-demodulated 1×1 modulated
 convolution produces RGB at 32×32.
 
-The noise inputs are drawn from a generator seeded by the latent itself, so
-an image is a deterministic function of ``(z, y)``: what an inversion verifier
-needs, and what makes sampling reproducible.
+The zoo's samples draw their noise inputs from a generator seeded by the
+latent itself, so a sample is a deterministic function of ``(z, y)`` and
+sampling is reproducible. That derivation is not differentiable (a small
+change of ``z`` draws unrelated noise), so an inversion verifier cannot reach
+the noise through ``z``: :class:`ExplicitNoise` makes the noise maps part of
+the latent, which is the generator's real input space (in training the noise
+is independent standard normal), and the zoo registers that view for
+inversion.
 """
 
 from __future__ import annotations
@@ -88,9 +93,14 @@ class StyleGenerator(nn.Module):
         z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
         return self.mapping(torch.cat([z, self.embed(y)], dim=1))
 
+    @property
+    def noise_sizes(self) -> list[int]:
+        """Side of each layer's square noise map: 4, 8, 16, 32."""
+        return [4 * 2**i for i in range(len(self.layers))]
+
     def noises(self, z: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer noise maps, drawn deterministically from each sample's latent (random in training)."""
-        sizes = [4 * 2**i for i in range(len(self.layers))]
+        sizes = self.noise_sizes
         if self.training:
             return [torch.randn(z.shape[0], 1, s, s, device=z.device) for s in sizes]
         maps = []
@@ -100,11 +110,43 @@ class StyleGenerator(nn.Module):
             maps.append([torch.randn(1, s, s, generator=gen) for s in sizes])
         return [torch.stack([m[i] for m in maps]).to(z.device) for i in range(len(sizes))]
 
-    def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor, noise: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Images of ``(z, y)``; ``noise`` (N×1×s×s per layer) replaces the maps derived from ``z``."""
         w = self.style(z, y)
         h = self.const.expand(z.shape[0], -1, -1, -1)
-        for i, (layer, noise) in enumerate(zip(self.layers, self.noises(z))):
+        for i, (layer, noise_map) in enumerate(zip(self.layers, noise if noise is not None else self.noises(z))):
             if i > 0:
                 h = F.interpolate(h, scale_factor=2, mode="bilinear", align_corners=False)
-            h = layer(h, w, noise)
+            h = layer(h, w, noise_map)
         return torch.tanh(self.to_rgb(h, w))
+
+
+class ExplicitNoise(nn.Module):
+    """A :class:`StyleGenerator` whose latent is ``z`` followed by its flattened noise maps.
+
+    ``forward(latent, y)`` with ``latent`` of ``latent_dim`` = 64 + 4² + 8² +
+    16² + 32² = 1424 standard normal values. ``latent_of(z)`` gives the latent
+    at which this view reproduces the zoo's sample of ``z`` exactly.
+    """
+
+    def __init__(self, generator: StyleGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.latent_dim = generator.latent_dim + sum(s * s for s in generator.noise_sizes)
+
+    def split(self, latent: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        z, rest = latent[:, : self.generator.latent_dim], latent[:, self.generator.latent_dim:]
+        maps, start = [], 0
+        for side in self.generator.noise_sizes:
+            maps.append(rest[:, start:start + side * side].reshape(-1, 1, side, side))
+            start += side * side
+        return z, maps
+
+    def latent_of(self, z: torch.Tensor) -> torch.Tensor:
+        """The explicit latent of the zoo's sample drawn from ``z`` (noise derived as in eval mode)."""
+        maps = self.generator.noises(z)
+        return torch.cat([z, *[m.flatten(1) for m in maps]], dim=1)
+
+    def forward(self, latent: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        z, maps = self.split(latent)
+        return self.generator(z, y, maps)
