@@ -255,3 +255,21 @@ def test_bf16_gan_training_replays_exactly_and_its_snapshots_ship(vestige, tmp_p
     load_generator("nnup-hinge", tmp_path / "candidate")
     refused = vestige(f"zoo train vae --data {CIFAR_ZIP} --out {tmp_path / 'vae'} --steps 1 --precision bf16")
     assert refused.exit_code != 0 and "for the GANs" in refused.stderr
+
+
+def test_the_candidate_release_verifies_loads_and_samples_deterministically():
+    """plugins/vestige_zoo/candidates: the retrained GANs waiting to replace the shipped ones (docs/zoo.md)."""
+    candidates = WEIGHTS_DIR.parent / "candidates"
+    manifest = read_manifest(candidates)
+    assert set(manifest) <= set(GENERATORS) and manifest, "the candidate folder lists no generator"
+    for name, record in manifest.items():
+        assert file_sha256(candidates / record.file) == record.sha256
+        assert record.sha256 != read_manifest()[name].sha256  # a candidate is a different model
+        assert record.training["precision"] == "bf16" and "--precision bf16" in record.training["command"]
+        generator = load_generator(name, candidates)
+        z, y = latents((64,), 4, 1), torch.arange(4)
+        first, second = generator(z, y), generator(z, y)
+        assert first.shape == (4, 3, 32, 32) and torch.equal(first, second) and first.abs().max() <= 1
+    plugins = WEIGHTS_DIR.parents[1]
+    every_weight_file = sum(p.stat().st_size for p in plugins.rglob("*.safetensors"))
+    assert every_weight_file <= 30_000_000, f"the repository's model weights total {every_weight_file:,} bytes (budget 30 MB)"
