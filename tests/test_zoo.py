@@ -273,3 +273,17 @@ def test_the_candidate_release_verifies_loads_and_samples_deterministically():
     plugins = WEIGHTS_DIR.parents[1]
     every_weight_file = sum(p.stat().st_size for p in plugins.rglob("*.safetensors"))
     assert every_weight_file <= 30_000_000, f"the repository's model weights total {every_weight_file:,} bytes (budget 30 MB)"
+
+
+def test_ship_promotes_a_candidate_folder_and_replaces_the_old_files(vestige, tmp_path):
+    weights = tmp_path / "weights"
+    shutil.copytree(WEIGHTS_DIR, weights)
+    candidates = WEIGHTS_DIR.parent / "candidates"
+    old = read_manifest(weights)
+    result = vestige(f"zoo ship {candidates} --to {weights}")
+    assert result.exit_code == 0, result.stderr
+    promoted, offered = read_manifest(weights), read_manifest(candidates)
+    for name, record in offered.items():
+        assert promoted[name] == record and not (weights / old[name].file).exists()
+        load_generator(name, weights)
+    assert promoted["vae"] == old["vae"]  # models the candidates do not replace stay

@@ -112,13 +112,13 @@ def ship(trained_dir: Path, names: list[str] | None = None, folder: Path = WEIGH
     """Copy trained weights and their training records from ``trained_dir`` into ``folder`` and its manifest.
 
     ``trained_dir`` is a ``vestige zoo train --out`` folder: ``<name>.json``
-    records naming ``<name>-<sha8>.safetensors`` files. A model's previous
-    file is removed when its hash changes.
+    records naming ``<name>-<sha8>.safetensors`` files; or a weights folder
+    with a manifest (a candidate release), whose entries are shipped as they
+    are. A model's previous file is removed when its hash changes.
     """
     records = read_manifest(folder)
     shipped = []
-    for record_path in sorted(trained_dir.glob("*.json")):
-        info = json.loads(record_path.read_text())
+    for info in _training_outputs(trained_dir):
         name = info.get("name")
         if not name or "weights" not in info or (names and name not in names):
             continue
@@ -136,3 +136,10 @@ def ship(trained_dir: Path, names: list[str] | None = None, folder: Path = WEIGH
         shipped.append(records[name])
     write_manifest(records, folder)
     return shipped
+
+
+def _training_outputs(trained_dir: Path) -> list[dict[str, Any]]:
+    """The training records in ``trained_dir``: its manifest's entries, or its ``<name>.json`` files."""
+    if (trained_dir / MANIFEST).is_file():
+        return [{"name": r.name, "weights": r.file, "sha256": r.sha256, **r.training} for r in read_manifest(trained_dir).values()]
+    return [json.loads(path.read_text()) for path in sorted(trained_dir.glob("*.json"))]
