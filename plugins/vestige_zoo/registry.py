@@ -17,7 +17,7 @@ from torch import nn
 
 from vestige.errors import NotFoundError
 from vestige.plugin import GeneratorSpec, InputSpec
-from vestige_zoo.catalog import ZooModel, get_model, list_models
+from vestige_zoo.catalog import LATENT_DIM, ZooModel, get_model, list_models
 from vestige_zoo.stylegan_net import ExplicitNoise, StyleGenerator
 from vestige_zoo.weights import WEIGHTS_DIR, WeightsRecord, read_manifest, verified_state
 
@@ -61,24 +61,29 @@ def load_encoder(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
     return load_network(name, folder).encoder
 
 
+def _explicit_noise(model: ZooModel) -> bool:
+    """Whether an inversion verifier gets ``model`` as an :class:`ExplicitNoise` view (the StyleGAN-like one)."""
+    return model.network is StyleGenerator
+
+
 def load_inversion_view(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
     """The module an inversion verifier optimises: the generator, or for the StyleGAN-like one its
     :class:`~vestige_zoo.stylegan_net.ExplicitNoise` view (latent = z and the noise maps)."""
     generator = load_generator(name, folder)
-    return ExplicitNoise(generator).eval() if isinstance(generator, StyleGenerator) else generator
+    return ExplicitNoise(generator).eval() if _explicit_noise(get_model(name)) else generator
 
 
 def inversion_latent_shape(model: ZooModel) -> tuple[int, ...]:
-    """The latent shape of :func:`load_inversion_view`'s module."""
-    if model.network is StyleGenerator:
-        return (ExplicitNoise(StyleGenerator()).latent_dim,)
+    """The latent shape of :func:`load_inversion_view`'s module (computed without building a network)."""
+    if _explicit_noise(model):
+        return (LATENT_DIM + sum(side * side for side in StyleGenerator.noise_sides()),)
     return model.latent_shape
 
 
 def generator_spec(model: ZooModel, folder: Path = WEIGHTS_DIR) -> GeneratorSpec:
     """The :class:`GeneratorSpec` of one zoo generator (weights load when ``build`` is called)."""
     record = read_manifest(folder).get(model.name)
-    explicit_noise = model.network is StyleGenerator
+    explicit_noise = _explicit_noise(model)
     return GeneratorSpec(
         name=model.name,
         version=VERSION,

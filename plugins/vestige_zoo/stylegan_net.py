@@ -93,10 +93,15 @@ class StyleGenerator(nn.Module):
         z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)
         return self.mapping(torch.cat([z, self.embed(y)], dim=1))
 
+    @staticmethod
+    def noise_sides(layers: int = 4) -> list[int]:
+        """Side of each layer's square noise map: one layer at 4×4, then one per doubled resolution (4, 8, 16, 32)."""
+        return [4 * 2**i for i in range(layers)]
+
     @property
     def noise_sizes(self) -> list[int]:
-        """Side of each layer's square noise map: 4, 8, 16, 32."""
-        return [4 * 2**i for i in range(len(self.layers))]
+        """Side of each of this generator's noise maps."""
+        return self.noise_sides(len(self.layers))
 
     def noises(self, z: torch.Tensor) -> list[torch.Tensor]:
         """Per-layer noise maps, drawn deterministically from each sample's latent (random in training)."""
