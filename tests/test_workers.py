@@ -117,7 +117,7 @@ def test_a_worker_killed_mid_analysis_leaves_every_verdict_exactly_once_after_a_
         assert wait_for_analysis(ws, analysis_id, timeout_s=0).finished_at is None, "killed too late to test anything"
 
         lab("--concurrency", "2")
-        analysis = wait_for_analysis(ws, analysis_id, timeout_s=90)
+        analysis = wait_for_analysis(ws, analysis_id, timeout_s=180)
         assert analysis.finished_at is not None, "the analysis did not finish after a new worker started"
         with ws.db.session() as session:
             rows = session.execute(sa.select(Verdict).where(Verdict.analysis_id == analysis_id)).scalars().all()
