@@ -221,6 +221,21 @@ def test_ablation_flags_are_recorded_in_the_artifact(tiny: TrainingSet, flags: d
     assert info["input_size"] == 32 and info["sources"] == list(SOURCES) and info["hyper"]["mix_layer"] == 2
 
 
+def test_the_learning_rate_decay_is_an_option_applied_per_epoch_and_recorded(tiny: TrainingSet) -> None:
+    from vestige.errors import InvalidInputError
+
+    small = TrainingSet(train=tiny.train[::6], validation=tiny.validation[::4], sources=SOURCES, augment=mild_augment)
+    slow = RepMixDetector().fit(small, seed=0, options={"epochs": 2, "lr_decay": 0.93})
+    paper = RepMixDetector().fit(small, seed=0, options={"epochs": 2})
+    slow_info, paper_info = ArtifactFile.from_bytes(slow.data).info, ArtifactFile.from_bytes(paper.data).info
+    assert (slow_info["recipe"]["lr_decay"], paper_info["recipe"]["lr_decay"]) == (0.93, 0.85)
+    # Epoch 1 runs at the same learning rate, so it replays; epoch 2 starts from a different rate.
+    assert slow_info["history"][0] == paper_info["history"][0]
+    assert slow_info["history"][1] != paper_info["history"][1]
+    with pytest.raises(InvalidInputError, match="lr-decay"):
+        RepMixDetector().fit(small, seed=0, options={"epochs": 1, "lr_decay": 1.5})
+
+
 # -- artifacts ---------------------------------------------------------------
 
 

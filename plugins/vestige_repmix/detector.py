@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from vestige.errors import InvalidInputError
 from vestige.plugin import Finding, ImageInput, VestigeError
 from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_artifact_file
 
@@ -31,10 +32,13 @@ class ArtifactMismatchError(VestigeError):
 def _recipe(options: Mapping[str, Any]):  # noqa: ANN202 - torch-side type, imported lazily
     from vestige_repmix.fitting import Recipe
 
+    lr_decay = float(options.get("lr_decay") or 0.85)
+    if not 0 < lr_decay <= 1:
+        raise InvalidInputError(f"--lr-decay must be in (0, 1], not {lr_decay}")
     return Recipe(mix=not options.get("no_mix"), compound=not options.get("no_compound"),
                   augment=not options.get("no_augment"), epochs=int(options.get("epochs") or 30),
                   minutes=float(options.get("minutes") or 0.0), batch_size=int(options.get("batch_size") or 64),
-                  lr=float(options.get("lr") or 1e-3))
+                  lr=float(options.get("lr") or 1e-3), lr_decay=lr_decay)
 
 
 class RepMixDetector(TrainableDetector):
@@ -56,7 +60,9 @@ class RepMixDetector(TrainableDetector):
         TrainOption("epochs", int, 30, "At most this many epochs (early stopping may end sooner)."),
         TrainOption("minutes", float, 0.0, "Wall-clock budget: no epoch starts that would end past it (0: none)."),
         TrainOption("batch_size", int, 64, "Images per step."),
-        TrainOption("lr", float, 1e-3, "Adam's learning rate (decayed ×0.85 per epoch)."),
+        TrainOption("lr", float, 1e-3, "Adam's learning rate (multiplied by --lr-decay after each epoch)."),
+        TrainOption("lr_decay", float, 0.85, "Learning-rate factor per epoch (the paper's 0.85; a slower decay "
+                    "lets more epochs still learn)."),
         TrainOption("threads", int, 0, "Torch CPU threads (0: torch's default)."),
     )
 
@@ -104,7 +110,7 @@ class RepMixDetector(TrainableDetector):
             "flags": flags, "temperature": report["temperature"], "threshold": report["threshold"],
             "keep": recipe.keep, "dataset_sha256": dataset_sha256, "seed": seed,
             "recipe": {"epochs": recipe.epochs, "minutes": recipe.minutes, "batch_size": recipe.batch_size,
-                       "lr": recipe.lr, "weight_decay": recipe.weight_decay, "lr_decay": 0.85, "augment_p": 0.95},
+                       "lr": recipe.lr, "weight_decay": recipe.weight_decay, "lr_decay": recipe.lr_decay, "augment_p": 0.95},
             "history": report["history"],
         }
         metrics = {k: v for k, v in report.items() if k not in ("history", "temperature", "threshold")}

@@ -58,6 +58,7 @@ class Recipe:
     minutes: float = 0.0
     batch_size: int = 64
     lr: float = 1e-3
+    lr_decay: float = LR_DECAY
     weight_decay: float = 5e-4
     keep: float = 0.95
 
@@ -163,7 +164,7 @@ def fit_network(data: TrainingSet, hyper: Mapping[str, Any], recipe: Recipe, *, 
 
     net = RepMixNet(hyper)
     optimiser = torch.optim.Adam(net.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=1, gamma=LR_DECAY)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimiser, step_size=1, gamma=recipe.lr_decay)
     began = time.monotonic()
     best = (math.inf, -1, copy.deepcopy(net.state_dict()))
     history = []
