@@ -232,8 +232,9 @@ def test_the_learning_rate_decay_is_an_option_applied_per_epoch_and_recorded(tin
     # Epoch 1 runs at the same learning rate, so it replays; epoch 2 starts from a different rate.
     assert slow_info["history"][0] == paper_info["history"][0]
     assert slow_info["history"][1] != paper_info["history"][1]
-    with pytest.raises(InvalidInputError, match="lr-decay"):
-        RepMixDetector().fit(small, seed=0, options={"epochs": 1, "lr_decay": 1.5})
+    for refused in (1.5, 0.0):
+        with pytest.raises(InvalidInputError, match="lr-decay"):
+            RepMixDetector().fit(small, seed=0, options={"epochs": 1, "lr_decay": refused})
 
 
 # -- artifacts ---------------------------------------------------------------

@@ -30,9 +30,9 @@ class ArtifactMismatchError(VestigeError):
 
 
 def _recipe(options: Mapping[str, Any]):  # noqa: ANN202 - torch-side type, imported lazily
-    from vestige_repmix.fitting import Recipe
+    from vestige_repmix.fitting import LR_DECAY, Recipe
 
-    lr_decay = float(options.get("lr_decay") or 0.85)
+    lr_decay = LR_DECAY if options.get("lr_decay") is None else float(options["lr_decay"])
     if not 0 < lr_decay <= 1:
         raise InvalidInputError(f"--lr-decay must be in (0, 1], not {lr_decay}")
     return Recipe(mix=not options.get("no_mix"), compound=not options.get("no_compound"),
