@@ -43,7 +43,7 @@ from vestige import __version__
 from vestige.custody import canonical_json
 from vestige.errors import ConflictError, InvalidInputError, PluginError
 from vestige.plugin import ImageInput
-from vestige.training import Example, TrainingSet
+from vestige.training import REAL, Example, TrainingSet
 
 if TYPE_CHECKING:
     from vestige.plugin import Perturbation
@@ -67,6 +67,8 @@ SPLITS = ("train", "val", "test")
 #: Test conditions: the clean test images and three perturbed copies of each.
 CONDITIONS = ("clean", "seen-perturbations", "unseen-perturbations", "reshared")
 CLASS_GROUPS = ("seen", "unseen")
+#: The JPEG quality of the CIFAR-10 zip zoo32's real images come from (``../shared/data/README.md``).
+ZOO32_REAL_JPEG_QUALITY = 75
 #: The re-sharing chain of the mission: a site re-encodes, then shrinks.
 RESHARE_CHAIN: tuple[dict[str, Any], ...] = (
     {"op": "jpeg", "params": {"quality": 60}},
@@ -181,7 +183,22 @@ class Dataset:
         validation = [Example(image=i, source=r.source, klass=r.klass) for r, i in zip(val, self.inputs(val))]
         augmenter = Corruptions.from_plugins(pm).augmenter() if augment else None
         return TrainingSet(train=examples, validation=validation, sources=self.sources, dataset_sha256=self.sha256,
-                           name=f"dataset {self.name}", augment=augmenter)
+                           name=f"dataset {self.name}", augment=augmenter, jpeg_history=self.jpeg_history())
+
+    def jpeg_history(self) -> dict[str, tuple[int, int]] | None:
+        """The JPEG qualities each source went through before it became pixels, ``None`` when not recorded.
+
+        A manifest may say it (``jpeg_history``: source -> [lowest, highest]).
+        zoo32 does not, but its real images are the CIFAR-10 zip's JPEGs of
+        quality :data:`ZOO32_REAL_JPEG_QUALITY` and its generated ones were
+        never JPEG-compressed, so its history is known.
+        """
+        recorded = self.manifest.get("jpeg_history")
+        if isinstance(recorded, Mapping):
+            return {str(k): (int(v[0]), int(v[1])) for k, v in recorded.items()}
+        if self.name == "zoo32":
+            return {REAL: (ZOO32_REAL_JPEG_QUALITY, ZOO32_REAL_JPEG_QUALITY)} if REAL in self.sources else {}
+        return None
 
 
 def _read_checked(root: Path, record: Record) -> bytes:

@@ -21,7 +21,9 @@ from vestige.errors import InvalidInputError, VestigeError
 from vestige.imageconvert import to_rgb
 from vestige.imagefile import ImageLimits, decode_image
 from vestige.imagemeta import metadata_summary
+from vestige.domain import admit, outside
 from vestige.plugin import Detector, Finding, ImageInput
+from vestige.training import TrainableDetector
 from vestige.plugins import format_exception_line
 
 
@@ -51,8 +53,37 @@ def _deterministic() -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
+def domain_refusals(detector: Detector, inputs: Sequence[ImageInput]) -> dict[int, str]:
+    """Inputs outside the validated domain of ``detector``'s artifact (index -> reason), by the geometry and
+    JPEG gates of :mod:`vestige.domain`; empty for a detector without an artifact."""
+    artifact = detector.artifact if isinstance(detector, TrainableDetector) else None
+    if artifact is None:
+        return {}
+    refusals = {}
+    for i, item in enumerate(inputs):
+        reason = admit(artifact.domain, width=item.image.width, height=item.image.height, data=item.data,
+                       fmt=item.format)
+        if reason is not None:
+            refusals[i] = reason
+    return refusals
+
+
 def run_detector(detector: Detector, inputs: Sequence[ImageInput]) -> list[Finding]:
-    """One finding per input, in order; exceptions become error findings."""
+    """One finding per input, in order; exceptions become error findings.
+
+    A trained detector sees only the inputs inside its artifact's validated
+    domain; the others get an inconclusive finding saying why, written here
+    so that no detector can skip the check.
+    """
+    refusals = domain_refusals(detector, inputs)
+    if refusals:
+        admitted = [item for i, item in enumerate(inputs) if i not in refusals]
+        judged = iter(_run_batches(detector, admitted))
+        return [_outside(detector, refusals[i]) if i in refusals else next(judged) for i in range(len(inputs))]
+    return _run_batches(detector, inputs)
+
+
+def _run_batches(detector: Detector, inputs: Sequence[ImageInput]) -> list[Finding]:
     findings: list[Finding] = []
     for start in range(0, len(inputs), max(1, detector.batch_size)):
         batch = list(inputs[start : start + detector.batch_size])
@@ -75,6 +106,11 @@ def run_detector(detector: Detector, inputs: Sequence[ImageInput]) -> list[Findi
                 finding.runtime_ms = elapsed_ms
         findings.extend(result)
     return findings
+
+
+def _outside(detector: Detector, reason: str) -> Finding:
+    return Finding(detector=detector.name, detector_version=detector.version, label="unknown",
+                   model_sha256=_safe_sha(detector), evidence={"domain": outside(reason)}, runtime_ms=0.0)
 
 
 def _safe_sha(detector: Detector) -> str | None:

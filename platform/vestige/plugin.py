@@ -43,6 +43,7 @@ __all__ = [
     "VestigeError",
     "hookimpl",
     "load_configuration",
+    "outcome_of",
 ]
 
 LABELS = ("real", "synthetic", "unknown")
@@ -54,6 +55,16 @@ ENCODED_IMAGE_KEY = "vestige.encoded"
 #: Decimal places of floats in canonical JSON, so re-runs on the same kind of
 #: device give byte-identical output.
 FLOAT_DIGITS = 6
+
+
+def outcome_of(label: str, source: str | None) -> str:
+    """The four outcomes of a finding: ``real``, ``synthetic`` (a source named), ``synthetic-unknown-source``
+    (synthetic by the detector's evidence, matching no known generator) and ``inconclusive``."""
+    if label == "real":
+        return "real"
+    if label == "synthetic":
+        return "synthetic" if source else "synthetic-unknown-source"
+    return "inconclusive"
 
 
 def _round(value: Any, digits: int = FLOAT_DIGITS) -> Any:
@@ -128,6 +139,20 @@ class Finding:
         if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
             raise ValueError(f"finding confidence must lie in [0, 1], not {self.confidence!r}")
 
+    @property
+    def outcome(self) -> str:
+        """``real``, ``synthetic``, ``synthetic-unknown-source`` or ``inconclusive`` (label ``unknown`` or an error)."""
+        return "inconclusive" if self.error else outcome_of(self.label, self.source)
+
+    @property
+    def reason(self) -> str | None:
+        """Why the finding is not a plain attribution (outside the validated domain, below a threshold), if it says."""
+        domain = self.evidence.get("domain")
+        if isinstance(domain, Mapping) and domain.get("reason"):
+            return str(domain["reason"])
+        reason = self.evidence.get("reason")
+        return str(reason) if reason else None
+
     def to_dict(self, *, digits: int = FLOAT_DIGITS, include_embedding: bool = False) -> dict[str, Any]:
         """The canonical JSON form, floats rounded to ``digits`` places."""
         out = {
@@ -143,6 +168,8 @@ class Finding:
             "device": self.device,
             "precision": self.precision,
             "error": self.error,
+            "outcome": self.outcome,
+            "reason": self.reason,
         }
         if include_embedding:
             out["embedding"] = _round(self.embedding, digits)

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import numpy as np
     from PIL import Image as PILImage
 
+    from vestige.domain import DomainScores
+
 __all__ = [
     "REAL",
     "ArtifactFile",
@@ -87,6 +89,9 @@ class TrainingSet:
     dataset_sha256: str | None = None
     name: str = "dataset"
     augment: Callable[[PILImage.Image, np.random.Generator], PILImage.Image] | None = None
+    #: The JPEG qualities each source's images went through before they became pixels
+    #: (``{"real": (75, 75)}`` for zoo32's CIFAR photographs); ``None`` when unknown.
+    jpeg_history: Mapping[str, tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         if not self.train:
@@ -132,10 +137,27 @@ class ArtifactFile:
                    version=header["version"], info=header.get("info", {}), origin=origin)
 
     def tensors(self) -> dict[str, np.ndarray]:
-        """The artifact's tensors as numpy arrays (fp16 stays fp16)."""
+        """The model's tensors as numpy arrays (fp16 stays fp16), without the validated domain's."""
         from safetensors.numpy import load
 
-        return load(self.data)
+        return {k: v for k, v in load(self.data).items() if not k.startswith("domain.")}
+
+    @property
+    def domain(self) -> Mapping[str, Any] | None:
+        """The validated domain recorded in the artifact (:mod:`vestige.domain`), ``None`` if it has none."""
+        value = self.info.get("domain")
+        return value if isinstance(value, Mapping) else None
+
+    def novelty(self) -> Any:
+        """The domain's novelty model (:class:`vestige.domain.Novelty`), ``None`` when the domain has none."""
+        from safetensors.numpy import load
+
+        from vestige.domain import MEANS_TENSOR, Novelty
+
+        if self.domain is None or not self.domain.get("novelty"):
+            return None
+        tensors = load(self.data)
+        return Novelty.from_tensors(tensors) if MEANS_TENSOR in tensors else None
 
 
 @dataclass(frozen=True)
@@ -162,6 +184,9 @@ class TrainableDetector(Detector):
     #: How a lab gets a model for this detector, when it is not ``vestige train NAME --dataset DIR``.
     model_hint: ClassVar[str | None] = None
 
+    #: What :meth:`domain_scores` uses as novelty features, for the domain record.
+    domain_features: ClassVar[str | None] = None
+
     _artifact: ArtifactFile | None = None
 
     @abstractmethod
@@ -180,6 +205,27 @@ class TrainableDetector(Detector):
     def shipped_artifact(self) -> ArtifactFile | None:
         """The default artifact inside the plugin package, verified, or ``None`` when it ships none."""
         return None
+
+    def domain_scores(self, images: Sequence[ImageInput]) -> DomainScores:
+        """Calibrated probabilities, novelty features and P(synthetic) of in-domain ``images``.
+
+        Implement it to give artifacts a novelty model (:mod:`vestige.domain`);
+        without it an artifact's domain has the geometry and JPEG gates only.
+        """
+        raise NotImplementedError(f"{self.name} computes no novelty features")
+
+    def excluded_from_domain_fit(self, image: ImageInput) -> bool:
+        """Whether a training image should stay out of the novelty fit (e.g. it is part of the model itself)."""
+        return False
+
+    def augmentation_domain(self) -> Mapping[str, Any]:
+        """What the artifact in use was trained to withstand, for its domain record.
+
+        ``perturbations`` (names), ``jpeg_qualities`` (lowest and highest JPEG
+        quality of its augmentation) and ``scale_range`` (the input scales it
+        was validated at; default exactly the training size).
+        """
+        return {}
 
     @property
     def artifact(self) -> ArtifactFile | None:

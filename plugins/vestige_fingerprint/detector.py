@@ -16,6 +16,7 @@ from vestige.errors import InvalidInputError
 from vestige.plugin import Finding, ImageInput, Picture
 from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption
 from vestige import calibration
+from vestige.domain import Decision, DomainScores, decide
 from vestige_fingerprint.pictures import fingerprint_png
 from vestige_fingerprint.preprocess import stack
 from vestige_fingerprint.weights import WEIGHTS_DIR, shipped
@@ -59,12 +60,15 @@ class FingerprintDetector(TrainableDetector):
     #: Precisions ``load`` honours (``precision`` is read there); bf16 is for GPUs and is not bit-exact.
     precisions = ("fp32", "bf16")
     precision = "fp32"
+    domain_features = ("image variant: the dense layer before the classifier head; auto-encoder variant: the "
+                       "logits with the per-channel mean and spread of the code and of the fingerprint's magnitude")
 
     def __init__(self) -> None:
         self._runtime: Runtime | None = None
         self._device = "cpu"
         self._model_pictures: dict[int, bytes] = {}
         self._kernels: np.ndarray | None = None
+        self._novelty: Any = None
 
     # -- the training API --------------------------------------------------------
 
@@ -86,6 +90,7 @@ class FingerprintDetector(TrainableDetector):
         self._runtime = None
         self._model_pictures = {}
         self._kernels = None
+        self._novelty = artifact.novelty()
 
     def shipped_artifact(self) -> ArtifactFile | None:
         return shipped(folder=self.weights_dir)
@@ -114,15 +119,35 @@ class FingerprintDetector(TrainableDetector):
         assert self._runtime is not None
         return self._runtime
 
+    def augmentation_domain(self) -> Mapping[str, Any]:
+        if not self.require_artifact().info.get("immunized"):
+            return {}
+        from vestige_fingerprint.immunisation import RECIPE
+
+        return {"perturbations": ["crop-resize-back", "gaussian-blur", "gaussian-noise", "jpeg"],
+                "jpeg_qualities": list(RECIPE["jpeg"]["quality"])}
+
+    def _scored(self, batch: Sequence[ImageInput]) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
+        info = self.require_artifact().info
+        pixels, hows = stack([item.image for item in batch], int(info["input_size"]))
+        scored = self.runtime.score(pixels, chunk=max(1, len(batch)))
+        return scored, calibration.softmax(scored["logits"], float(info["temperature"])), hows
+
+    def domain_scores(self, images: Sequence[ImageInput]) -> DomainScores:
+        scored, probabilities, _ = self._scored(images)
+        return DomainScores(probabilities, scored["features"])
+
     def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
         artifact = self.require_artifact()
         info = artifact.info
         sources: list[str] = list(info["sources"])
         side = int(info["input_size"])
         temperature, threshold = float(info["temperature"]), float(info["threshold"])
-        pixels, hows = stack([item.image for item in batch], side)
-        scored = self.runtime.score(pixels, chunk=max(1, len(batch)))
-        probabilities = calibration.softmax(scored["logits"], temperature)
+        scored, probabilities, hows = self._scored(batch)
+        decisions: list[Decision] | None = None
+        if self._novelty is not None and artifact.domain is not None:
+            decisions = decide(artifact.domain, self._novelty, DomainScores(probabilities, scored["features"]), sources,
+                               threshold)
         findings = []
         for i, item in enumerate(batch):
             p = probabilities[i]
@@ -141,7 +166,10 @@ class FingerprintDetector(TrainableDetector):
             }
             if REAL in sources:
                 evidence["p_synthetic"] = 1.0 - float(p[sources.index(REAL)])
-            if confidence < threshold:
+            if decisions is not None:
+                label, source, confidence = decisions[i].label, decisions[i].source, decisions[i].confidence
+                evidence["domain"] = decisions[i].evidence
+            elif confidence < threshold:
                 label, source = "unknown", None
                 evidence["reason"] = (f"calibrated maximum probability {confidence:.3f} is below the open-set threshold "
                                       f"{threshold:.3f}: not attributed (top candidate {candidate})")

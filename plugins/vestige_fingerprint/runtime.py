@@ -48,21 +48,34 @@ class Runtime:
 
     @torch.no_grad()
     def score(self, pixels: np.ndarray, chunk: int = CHUNK) -> dict[str, np.ndarray]:
-        """``logits`` (N×C float32) and ``features`` (image variant: N×dense) or ``fingerprints`` (N×3×S×S)."""
-        logits, extras = [], []
+        """``logits`` (N×C float32) and ``features``: the dense layer (image variant), or the logits with the
+        per-channel mean and spread of the code and of the fingerprint's magnitude (auto-encoder variant,
+        which also returns ``fingerprints``, N×3×S×S)."""
+        logits, extras, features = [], [], []
         for start in range(0, len(pixels), chunk):
             x = to_float(torch.from_numpy(np.ascontiguousarray(pixels[start : start + chunk])).to(self.device))
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 if self.autoencoder:
-                    out, reconstruction = self.net(x)
-                    extra = x - reconstruction.float()
+                    code = self.net.encoder(x)
+                    reconstruction = self.net.decoder(code).float()
+                    extra = x - reconstruction
+                    out = torch.einsum("nchw,kchw->nk", extra, self.net.model_fingerprints)
+                    features.append(torch.cat([out.float(), _pooled(code.float()), _pooled(extra.abs())], 1).cpu().numpy())
                 else:
                     extra = self.net.features(x)
                     out = self.net.head(extra)
             logits.append(out.float().cpu().numpy())
             extras.append(extra.float().cpu().numpy())
         n_classes = self.hyper["num_classes"]
-        key = "fingerprints" if self.autoencoder else "features"
         if not logits:
-            return {"logits": np.zeros((0, n_classes), np.float32), key: np.zeros((0,), np.float32)}
-        return {"logits": np.concatenate(logits), key: np.concatenate(extras)}
+            empty = {"logits": np.zeros((0, n_classes), np.float32), "features": np.zeros((0, 0), np.float32)}
+            return {**empty, "fingerprints": np.zeros((0,), np.float32)} if self.autoencoder else empty
+        if self.autoencoder:
+            return {"logits": np.concatenate(logits), "fingerprints": np.concatenate(extras),
+                    "features": np.concatenate(features)}
+        return {"logits": np.concatenate(logits), "features": np.concatenate(extras)}
+
+
+def _pooled(maps: torch.Tensor) -> torch.Tensor:
+    """Per-channel mean and standard deviation of N×C×H×W maps: N×2C."""
+    return torch.cat([maps.mean(dim=(2, 3)), maps.std(dim=(2, 3))], 1)

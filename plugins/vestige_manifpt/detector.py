@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vestige.plugin import Finding, ImageInput, Picture, VestigeError
+from vestige.domain import DomainScores, decide
 from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact
 from vestige_manifpt.reference import Reference, ReferenceError
 
@@ -63,6 +64,8 @@ class ManifptDetector(TrainableDetector):
         TrainOption("augment", float, 0.0, "Share of training images that also get a copy under one random seen "
                     "corruption (the dataset's augmentation), for robustness to re-shared images; 0: none."),
     )
+
+    domain_features = "the attributor's pooled 64-value features of the image's ManiFPT artifact"
 
     def __init__(self) -> None:
         self._artifact: ArtifactFile | None = None
@@ -237,57 +240,101 @@ class ManifptDetector(TrainableDetector):
                 raise ManifptError(f"artifact {artifact.sha256[:12]} does not fit its attributor's layout; retrain it")
             self._state = {"net": net.eval(), "scale": torch.from_numpy(tensors["attributor.scale"].astype(np.float32)),
                            "reference": Reference.from_tensors(tensors), "space": artifact.info["space"],
-                           "sources": tuple(artifact.info["sources"]), "calibration": artifact.info["calibration"]}
+                           "sources": tuple(artifact.info["sources"]), "calibration": artifact.info["calibration"],
+                           "novelty": artifact.novelty()}
         return self._state
 
-    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+    def _attribute(self, batch: Sequence[ImageInput]) -> dict[str, Any]:
+        """Projection, calibrated probabilities and embeddings of ``batch``, one image at a time through the
+        network so that the same image gives the same numbers in any batch."""
         import torch
 
         from vestige import calibration
         from vestige_manifpt import attributor
-        from vestige_manifpt.pictures import artifact_png, reference_png
         from vestige_manifpt.spaces import prepare
 
         state = self.model()
-        space, sources, reference = state["space"], state["sources"], state["reference"]
         prepared = [prepare(item.image) for item in batch]
         pixels = np.stack([p for p, _ in prepared]) if prepared else np.zeros((0, 32, 32, 3), np.uint8)
-        artifacts, index, distance = project(pixels, reference, space, device=self._torch_device)
+        artifacts, index, distance = project(pixels, state["reference"], state["space"], device=self._torch_device)
+        temperature = float(state["calibration"]["temperature"])
+        logits, embeddings = [], []
+        with torch.no_grad():
+            for i in range(len(prepared)):
+                embedded = state["net"].embed(attributor.normalise(artifacts[i : i + 1], state["scale"]))
+                logits.append(state["net"].head(embedded).double().numpy())
+                embeddings.append(embedded.double().numpy())
+        probabilities = calibration.softmax(np.concatenate(logits), temperature) if logits else \
+            np.zeros((0, len(state["sources"])))
+        return {"pixels": pixels, "notes": [n for _, n in prepared], "artifacts": artifacts, "index": index,
+                "distance": distance, "probabilities": probabilities,
+                "embeddings": np.concatenate(embeddings) if embeddings else np.zeros((0, 0))}
+
+    def domain_scores(self, images: Sequence[ImageInput]) -> DomainScores:
+        attributed = self._attribute(images)
+        return DomainScores(attributed["probabilities"], attributed["embeddings"])
+
+    def excluded_from_domain_fit(self, image: ImageInput) -> bool:
+        """Reference images project onto themselves (a zero artifact): they say nothing of real images' spread."""
+        return image.sha256 in self.model()["reference"].file_digests()
+
+    def augmentation_domain(self) -> Mapping[str, Any]:
+        if not float((self.require_artifact().info.get("options") or {}).get("augment") or 0.0) > 0:
+            return {}
+        from vestige_perturb.corruptions import JPEG_QUALITIES, SEEN_CORRUPTIONS
+
+        return {"perturbations": list(SEEN_CORRUPTIONS), "jpeg_qualities": [min(JPEG_QUALITIES), max(JPEG_QUALITIES)]}
+
+    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        from vestige_manifpt.pictures import artifact_png, reference_png
+
+        state = self.model()
+        artifact_file = self.require_artifact()
+        space, sources, reference = state["space"], state["sources"], state["reference"]
+        attributed = self._attribute(batch)
+        pixels, artifacts, index, distance = (attributed[k] for k in ("pixels", "artifacts", "index", "distance"))
         temperature = float(state["calibration"]["temperature"])
         threshold = float(state["calibration"]["unknown_threshold"])
+        decisions = None
+        if state["novelty"] is not None and artifact_file.domain is not None:
+            decisions = decide(artifact_file.domain, state["novelty"], DomainScores(attributed["probabilities"], attributed["embeddings"]),
+                               sources, threshold)
         findings = []
-        with torch.no_grad():
-            for i, (_, note) in enumerate(prepared):
-                # one image at a time: the same image gives the same finding in any batch
-                z = state["net"](attributor.normalise(artifacts[i : i + 1], state["scale"])).double().numpy()
-                probs = calibration.softmax(z, temperature)[0]
-                best = int(np.argmax(probs))
-                top = float(probs[best])
-                source = sources[best]
-                label = "unknown" if top < threshold else ("real" if source == REAL else "synthetic")
-                ref = int(index[i])
-                findings.append(self.finding(
-                    label=label,
-                    source=None if label == "unknown" or source == REAL else source,
-                    scores={s: float(p) for s, p in zip(sources, probs)},
-                    confidence=min(1.0, top),
-                    evidence={
-                        "space": space, "attributed": source, "unknown_threshold": threshold, "temperature": temperature,
-                        "nearest_reference": {"index": ref, "file_sha256": reference.file_sha256(ref),
-                                              "squared_distance": float(distance[i]),
-                                              "rgb_rmse": float(np.sqrt(np.mean((pixels[i].astype(np.float64)
-                                                                                 - reference.pixels[ref]) ** 2)))},
-                        "artifact_mean_abs": float(artifacts[i].abs().mean()),
-                        "reference_images": len(reference), "input": note,
-                    },
-                    pictures=[
-                        Picture("artifact.png", f"ManiFPT artifact in {space} space: the image minus its nearest real "
-                                "reference (contrast-stretched, mid-grey is zero)", artifact_png(artifacts[i].numpy(), space)),
-                        Picture("nearest-reference.png", f"the nearest real reference image in {space} space "
-                                f"(reference #{ref}, file {reference.file_sha256(ref)[:12]}…)", reference_png(reference.pixels[ref])),
-                    ],
-                    device=self._torch_device,
-                ))
+        for i, note in enumerate(attributed["notes"]):
+            probs = attributed["probabilities"][i]
+            best = int(np.argmax(probs))
+            top = float(probs[best])
+            source = sources[best]
+            label = "unknown" if top < threshold else ("real" if source == REAL else "synthetic")
+            named = None if label == "unknown" or source == REAL else source
+            domain_evidence = None
+            if decisions is not None:
+                label, named, top = decisions[i].label, decisions[i].source, decisions[i].confidence
+                domain_evidence = decisions[i].evidence
+            ref = int(index[i])
+            findings.append(self.finding(
+                label=label,
+                source=named,
+                scores={s: float(p) for s, p in zip(sources, probs)},
+                confidence=min(1.0, top),
+                evidence={
+                    "space": space, "attributed": source, "unknown_threshold": threshold, "temperature": temperature,
+                    "nearest_reference": {"index": ref, "file_sha256": reference.file_sha256(ref),
+                                          "squared_distance": float(distance[i]),
+                                          "rgb_rmse": float(np.sqrt(np.mean((pixels[i].astype(np.float64)
+                                                                             - reference.pixels[ref]) ** 2)))},
+                    "artifact_mean_abs": float(artifacts[i].abs().mean()),
+                    "reference_images": len(reference), "input": note,
+                    **({"domain": domain_evidence} if domain_evidence is not None else {}),
+                },
+                pictures=[
+                    Picture("artifact.png", f"ManiFPT artifact in {space} space: the image minus its nearest real "
+                            "reference (contrast-stretched, mid-grey is zero)", artifact_png(artifacts[i].numpy(), space)),
+                    Picture("nearest-reference.png", f"the nearest real reference image in {space} space "
+                            f"(reference #{ref}, file {reference.file_sha256(ref)[:12]}…)", reference_png(reference.pixels[ref])),
+                ],
+                device=self._torch_device,
+            ))
         return findings
 
 

@@ -248,6 +248,8 @@ SEEN_CORRUPTIONS: tuple[str, ...] = tuple(PREFIX + n for n in (
 UNSEEN_CORRUPTIONS: tuple[str, ...] = tuple(PREFIX + n for n in ("glass-blur", "motion-blur", "zoom-blur", "snow"))
 
 SEVERITIES = (1, 2, 3, 4, 5)
+#: The JPEG qualities of ``jpeg-compression`` at severities 1..5.
+JPEG_QUALITIES: tuple[int, ...] = tuple(_TABLE["jpeg-compression"][1])
 
 
 class Corruption(Operation):

@@ -15,6 +15,7 @@ import numpy as np
 
 from vestige.errors import InvalidInputError
 from vestige.plugin import Finding, ImageInput, VestigeError
+from vestige.domain import DomainScores, decide
 from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_artifact_file
 
 ARTIFACT_FORMAT = "repmix/1"
@@ -65,6 +66,8 @@ class RepMixDetector(TrainableDetector):
                     "lets more epochs still learn)."),
         TrainOption("threads", int, 0, "Torch CPU threads (0: torch's default)."),
     )
+
+    domain_features = "the L2-normalised 256-d embedding both heads read"
 
     def __init__(self) -> None:
         self._net: Any = None
@@ -203,20 +206,42 @@ class RepMixDetector(TrainableDetector):
                 done += batch_size
         return done / (time.perf_counter() - began)
 
-    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+    def _infer_inputs(self, batch: Sequence[ImageInput]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         from vestige_repmix.fitting import to_array
 
-        size = int(self._info.get("input_size", 32)) if self._artifact is not None else 32
         self.require_artifact()
+        size = int(self._info.get("input_size", 32))
         pixels = np.stack([to_array(item.image, size) for item in batch]) if batch else np.zeros((0, size, size, 3), np.uint8)
-        embeddings, synthetic, probabilities = self.infer(pixels)
+        return self.infer(pixels)
+
+    def domain_scores(self, images: Sequence[ImageInput]) -> DomainScores:
+        embeddings, synthetic, probabilities = self._infer_inputs(images)
+        return DomainScores(probabilities, embeddings)
+
+    def augmentation_domain(self) -> Mapping[str, Any]:
+        if not self.require_artifact().info["flags"]["augment"]:
+            return {}
+        from vestige_perturb.corruptions import JPEG_QUALITIES, SEEN_CORRUPTIONS
+
+        return {"perturbations": list(SEEN_CORRUPTIONS), "jpeg_qualities": [min(JPEG_QUALITIES), max(JPEG_QUALITIES)]}
+
+    def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
+        size = int(self._info.get("input_size", 32)) if self._artifact is not None else 32
+        artifact = self.require_artifact()
+        embeddings, synthetic, probabilities = self._infer_inputs(batch)
         sources = list(self._info["sources"])
         threshold = float(self._info["threshold"])
+        novelty = artifact.novelty()
+        decisions = None
+        if novelty is not None and artifact.domain is not None:
+            decisions = decide(artifact.domain, novelty, DomainScores(probabilities, embeddings), sources, threshold)
         findings = []
-        for item, embedding, p_fake, probs in zip(batch, embeddings, synthetic, probabilities):
+        for n, (item, embedding, p_fake, probs) in enumerate(zip(batch, embeddings, synthetic, probabilities)):
             best = int(np.argmax(probs))
             confidence = float(probs[best])
-            if confidence < threshold:
+            if decisions is not None:
+                label, source, confidence = decisions[n].label, decisions[n].source, decisions[n].confidence
+            elif confidence < threshold:
                 label, source = "unknown", None
             elif best == 0:
                 label, source = "real", None
@@ -230,6 +255,8 @@ class RepMixDetector(TrainableDetector):
                 "input": {"width": item.image.width, "height": item.image.height, "working_size": size,
                           "resized": item.image.size != (size, size)},
             }
+            if decisions is not None:
+                evidence["domain"] = decisions[n].evidence
             findings.append(self.finding(label=label, source=source, confidence=confidence,
                                          scores={s: float(p) for s, p in zip(sources, probs)}, evidence=evidence,
                                          device=self._device, precision="fp32",

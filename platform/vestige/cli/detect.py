@@ -47,9 +47,9 @@ def detect(state: State, files: tuple[Path, ...], names: tuple[str, ...], models
     else:
         table = [r for r in rows if "detector" in r]
         echo_table(
-            [[r["file"], r["detector"], r["label"], r["source"],
-              None if r["confidence"] is None else f"{r['confidence']:.3f}", r["error"]] for r in table],
-            ["file", "detector", "label", "source", "confidence", "error"],
+            [[r["file"], r["detector"], r["outcome"], r["source"],
+              None if r["confidence"] is None else f"{r['confidence']:.3f}", r["error"] or r["reason"]] for r in table],
+            ["file", "detector", "outcome", "source", "confidence", "error or reason"],
         )
     for row in rows:
         if row.get("error"):

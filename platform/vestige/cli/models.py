@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from vestige.artifacts import Registry, artifact_dict
+from vestige.domain import ACCUSATION_RATE, NOVELTY_KEEP
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.plugins import get_detectors
@@ -142,6 +143,73 @@ def models_reset_default(state: State, detector: str) -> None:
     click.echo(f"{detector}: no lab default; the plugin's shipped artifact is used")
 
 
+@models_group.command("refit-domain")
+@click.argument("ref")
+@click.option("--dataset", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="The dataset the model was trained on (its train split fits the novelty model, val the thresholds).")
+@click.option("--keep", type=float, default=NOVELTY_KEEP, show_default=True,
+              help="Share of in-distribution validation images the novelty threshold keeps inside the domain.")
+@click.option("--accusation-rate", type=float, default=ACCUSATION_RATE, show_default=True,
+              help="Largest share of real validation images the detector may call synthetic.")
+@click.option("--default", "make_default", is_flag=True, help="Make the refitted artifact its detector's default.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the artifact file here.")
+@click.option("--ship", is_flag=True, help="Maintainers: replace the plugin's shipped file REF with the refitted one.")
+@json_option
+@pass_state
+def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accusation_rate: float,
+                        make_default: bool, out: Path | None, ship: bool, as_json: bool) -> None:
+    """Fit the validated domain of artifact REF (id, SHA-256 prefix or artifact file) on DATASET without
+    retraining it (docs/verdicts.md).
+
+    A new artifact is registered: the same network, with the domain (input
+    sizes, JPEG history, novelty model, accusation threshold and the rates
+    measured on held-out generators) in its header.
+    """
+    from vestige import domainfit
+    from vestige.datasets import open_dataset
+
+    workspace = state.workspace
+    detectors = trainable_detectors(state)
+    began = time.monotonic()
+    with workspace.db.session() as session:
+        registry = Registry(session, workspace.store)
+        registry.sync_shipped(detectors.values())
+        if Path(ref).is_file():
+            row = registry.import_file(Path(ref), known_detectors=detectors)
+        else:
+            row = registry.get(ref)
+        artifact = registry.read(row)
+        detector = detectors.get(row.detector)
+        if detector is None:
+            raise InvalidInputError(f"artifact {row.sha256[:12]} is for detector {row.detector}, which is not installed")
+        opened = open_dataset(dataset)
+        if row.dataset_sha256 and artifact.info.get("dataset_sha256") not in (None, opened.sha256):
+            raise InvalidInputError(f"artifact {row.sha256[:12]} was trained on dataset "
+                                    f"{artifact.info['dataset_sha256'][:12]}, not {dataset} ({opened.sha256[:12]})")
+        command = (f"vestige models refit-domain {row.sha256[:12]} --dataset {dataset} --keep {keep} "
+                   f"--accusation-rate {accusation_rate}")
+        refitted = domainfit.refit(
+            detector, artifact, opened.training_set(augment=False, pm=state.pm), keep=keep,
+            accusation_rate=accusation_rate, command=command,
+            progress=lambda line: click.echo(f"[{time.monotonic() - began:7.1f}s] {row.detector}: {line}", err=True))
+        new = registry.add(refitted.data, origin="trained", make_default=make_default,
+                           dataset_sha256=opened.sha256, metrics=row.metrics, calibration=row.calibration,
+                           info={"refit_of": row.sha256, "refit_command": command})
+        data = artifact_dict(new)
+        if out is not None:
+            registry.export(new, out)
+        shipped = domainfit.ship_refit(detector, row.sha256, refitted.data, command) if ship else None
+    if as_json:
+        echo_json({**data, "shipped_as": None if shipped is None else str(shipped)})
+        return
+    domain = refitted.domain or {}
+    click.echo(f"registered model artifact {data['id']} for {row.detector}: {data['sha256']} (domain of {row.sha256[:12]})"
+               + (" (default)" if data["default"] else ""))
+    click.echo(domainfit.summary(domain))
+    if shipped is not None:
+        click.echo(f"shipped as {shipped}")
+
+
 class TrainGroup(click.Group):
     """One sub-command per installed trainable detector, with the options it declares."""
 
@@ -200,6 +268,7 @@ def _resolve_device(device: str) -> str:
 
 def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, seed: int, device: str,
            make_default: bool, out: Path | None, as_json: bool, options: dict[str, Any]) -> None:
+    from vestige import domainfit
     from vestige.datasets import open_dataset
 
     workspace = state.workspace  # fail before hours of training, not after
@@ -210,13 +279,13 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
         click.echo(f"[{time.monotonic() - began:7.1f}s] {detector.name}: {message}", err=True)
 
     progress(f"training on {dataset_path} ({dataset.sha256[:12]}), seed {seed}")
-    model = detector.fit(dataset.training_set(pm=state.pm), seed=seed, options=options, progress=progress,
-                         device=_resolve_device(device))
-    minutes = (time.monotonic() - began) / 60
     replay = [f"vestige train {detector.name} --dataset {dataset_path} --seed {seed}"]
     for key, value in sorted(options.items()):
         flag = "--" + key.replace("_", "-")
         replay.append(flag if value is True else "" if value is False or value is None else f"{flag} {value}")
+    model = domainfit.train(detector, dataset.training_set(pm=state.pm), seed=seed, options=options, progress=progress,
+                            device=_resolve_device(device), command=" ".join(part for part in replay if part))
+    minutes = (time.monotonic() - began) / 60
     info = {"train_command": " ".join(part for part in replay if part), "train_minutes": round(minutes, 2), "seed": seed, "options": options, "dataset": str(dataset_path)}
     with workspace.db.session() as session:
         registry = Registry(session, workspace.store)
