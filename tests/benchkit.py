@@ -99,6 +99,11 @@ class _Trainable(TrainableDetector):
     def use_artifact(self, artifact: ArtifactFile) -> None:
         self._artifact = artifact
 
+    def augmentation_domain(self) -> Mapping[str, Any]:
+        # These detectors look at mean colour or the container, not at pixel-level traces, so they are
+        # validated on any scale down to the re-shared copies' (0.75): their domain admits it.
+        return {"scale_range": (0.5, 1.0)}
+
     def _pack(self, tensors: Mapping[str, np.ndarray], info: Mapping[str, Any], metrics: Mapping[str, Any]) -> TrainedModel:
         return TrainedModel(pack_artifact(tensors, detector=self.name, version=self.version, info=info), metrics=metrics)
 

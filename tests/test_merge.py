@@ -77,3 +77,42 @@ def test_an_unrecognised_kind_counts_as_attribution_and_order_does_not_matter():
     a = merge_verdicts([f("x", "novel-kind", "real"), META_UNKNOWN, CLS_B_REAL])
     b = merge_verdicts([CLS_B_REAL, META_UNKNOWN, f("x", "novel-kind", "real")])
     assert a == b and a["outcome"] == "agree" and a["detectors"]["x"]["kind"] == "attribution"
+
+
+CLS_B_OUTSIDE = {**f("cls-b", "attribution", "unknown"),
+                 "domain": {"in_domain": False, "reason": "outside the validated domain: a 640×427 image"}}
+CLS_B_UNSURE = f("cls-b", "attribution", "unknown")
+
+
+@pytest.mark.parametrize("others", [[CLS_B_OUTSIDE], [CLS_B_UNSURE], [CLS_B_UNSURE, BROKEN]])
+def test_rule_8_one_classifier_alone_does_not_accuse_when_others_ran(others):
+    merged = merge_verdicts([{**CLS_A_SD, "confidence": 0.99}, *others])
+    assert (merged["label"], merged["source"], merged["outcome"]) == ("unknown", None, "inconclusive")
+    assert merged["rule"].startswith("Rule 8:") and "cls-a" in merged["rule"] and "cls-b" in merged["rule"]
+    assert merged["detectors"]["cls-a"]["role"] == "uncorroborated"
+    assert merged["confidence"] is None
+
+
+def test_rule_8_a_generator_is_named_only_by_two_attribution_detectors():
+    merged = merge_verdicts([CLS_A_SD, f("cls-b", "attribution", "synthetic", None)])
+    assert (merged["label"], merged["source"], merged["outcome"]) == ("synthetic", None, "unknown-generator")
+    assert "only one of them names a generator" in merged["rule"]
+    both = merge_verdicts([CLS_A_SD, CLS_B_SD])
+    assert (both["label"], both["source"], both["outcome"]) == ("synthetic", "stable-diffusion", "agree")
+
+
+def test_the_merged_confidence_is_the_weakest_deciding_confidence_and_the_explanation_says_who():
+    merged = merge_verdicts([{**CLS_A_SD, "confidence": 0.97}, {**CLS_B_SD, "confidence": 0.91}])
+    assert merged["confidence"] == 0.91
+    assert merged["explanation"] == ("2 detectors (cls-a, cls-b) found that this image was made by the generator "
+                                     "stable-diffusion with calibrated confidence of at least 0.91.")
+    assert merge_verdicts([META_SD])["confidence"] is None  # metadata carries no calibrated confidence
+
+
+def test_an_image_outside_every_attribution_domain_says_so_in_its_explanation():
+    outside = [{**f(name, "attribution", "unknown"), "domain": {"in_domain": False, "reason": "a 640×427 image"}}
+               for name in ("cls-a", "cls-b")]
+    merged = merge_verdicts([META_UNKNOWN, *outside])
+    assert merged["outcome"] == "inconclusive"
+    assert "outside the validated domain of every attribution detector (cls-a, cls-b)" in merged["explanation"]
+    assert merged["detectors"]["cls-a"]["in_domain"] is False

@@ -180,9 +180,9 @@ def train(detector: TrainableDetector, data: TrainingSet, *, seed: int = 0, opti
     artifact = ArtifactFile.from_bytes(model.data, origin="trained", name=f"{detector.name}'s trained model")
     detector.use_artifact(artifact)
     detector.load(device)
-    try:
+    if type(detector).domain_scores is not TrainableDetector.domain_scores:
         record, tensors = fit_domain(detector, data, progress=progress, command=command)
-    except NotImplementedError:
+    else:
         record, tensors = basic_domain(detector, data, command=command), {}
     return TrainedModel(data=with_domain(artifact, record, tensors), metrics=model.metrics,
                         calibration={**dict(model.calibration), "domain": {

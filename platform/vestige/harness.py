@@ -28,6 +28,7 @@ from typing import Any
 
 from vestige.attribution_metrics import accuracy, auroc, confusion_matrix, macro_f1, normalized_mutual_information
 from vestige.datasets import CLASS_GROUPS, CONDITIONS, Dataset, Record, seeded_rng
+from vestige import domainfit
 from vestige.detect import run_detector
 from vestige.errors import InvalidInputError
 from vestige.pictures import confusion_png
@@ -193,8 +194,8 @@ def _prepare(detector: Detector, out: Path, *, seed: int, device: str, artifact:
             progress(f"{detector.name}: training on {len(data.train)} images ({len(data.validation)} for validation)")
             began = time.perf_counter()
             try:
-                model = detector.fit(data, seed=seed, options=dict(options), device=device,
-                                     progress=lambda line: progress(f"{detector.name}: {line}"))
+                model = domainfit.train(detector, data, seed=seed, options=dict(options), device=device,
+                                        progress=lambda line: progress(f"{detector.name}: {line}"))
                 artifact = ArtifactFile.from_bytes(model.data, origin="trained", name=f"{detector.name}'s trained model")
             except Exception as exc:  # a detector that cannot train is reported, the others still run
                 prepared.info["error"] = f"training failed: {format_exception_line(exc)}"

@@ -21,6 +21,18 @@ The rules, in order (``docs/verdicts.md`` explains them for examiners):
    no detector names its source; ``agree`` when more than one conclusive
    finding supports the label; ``single`` when one finding alone decided.
 7. With no conclusive finding at all the outcome is ``inconclusive``.
+8. **Corroboration** (checked when the attribution tier would decide): when
+   two or more attribution detectors gave a usable finding, a label needs at
+   least two of them to conclude it, and a generator is named only when at
+   least two name it. One classifier's ``synthetic`` against the others'
+   inconclusive findings (outside their validated domain, or below their
+   thresholds) is not enough: the outcome is ``inconclusive``. With one
+   attribution detector only, its finding stands as ``single``.
+
+Every merged verdict also has a ``confidence`` (the smallest calibrated
+confidence among the findings that decided it: no single detector supports
+the verdict with less) and an ``explanation``, one sentence an examiner can
+read aloud.
 
 :func:`merge_verdicts` is a pure function of the findings, so a merged verdict
 can be recomputed from stored verdicts at any time.
@@ -52,10 +64,18 @@ def _supports(finding: Mapping[str, Any], label: str, source: str | None) -> boo
     return label != "synthetic" or source is None or finding.get("source") in (None, source)
 
 
+def _domain(finding: Mapping[str, Any]) -> Mapping[str, Any]:
+    domain = finding.get("domain")
+    if domain is None:
+        domain = (finding.get("evidence") or {}).get("domain")
+    return domain if isinstance(domain, Mapping) else {}
+
+
 def _detector_rows(findings: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     rows = {}
     for finding in findings:
         role = "error" if finding.get("error") else ("inconclusive" if not _is_conclusive(finding) else "pending")
+        domain = _domain(finding)
         rows[str(finding["detector"])] = {
             "kind": _kind(finding),
             "label": finding.get("label", "unknown"),
@@ -63,8 +83,26 @@ def _detector_rows(findings: Sequence[Mapping[str, Any]]) -> dict[str, dict[str,
             "confidence": finding.get("confidence"),
             "error": finding.get("error"),
             "role": role,
+            "in_domain": domain.get("in_domain"),
+            "reason": domain.get("reason"),
         }
     return rows
+
+
+def _corroboration(findings: Sequence[Mapping[str, Any]], conclusive: Sequence[Mapping[str, Any]],
+                   detectors: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """Rule 8: the inconclusive verdict when the attribution tier would decide without corroboration."""
+    usable = [f for f in findings if _kind(f) == "attribution" and not f.get("error")]
+    deciding = [f for f in conclusive if _kind(f) == "attribution"]
+    if len(usable) < 2 or len(deciding) >= 2:
+        return None
+    speaker = str(deciding[0]["detector"])
+    stated = deciding[0]["label"] + (f" ({deciding[0]['source']})" if deciding[0].get("source") else "")
+    silent = sorted(str(f["detector"]) for f in usable if f not in deciding)
+    detectors[speaker]["role"] = "uncorroborated"
+    return _result("unknown", None, "inconclusive",
+                   f"Rule 8: only {speaker} concluded ({stated}); {', '.join(silent)} could not confirm it, and one "
+                   "attribution detector alone does not decide when others ran.", None, detectors)
 
 
 def merge_verdicts(findings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -74,7 +112,7 @@ def merge_verdicts(findings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     verification or attribution; anything else counts as attribution),
     ``label``, ``source`` and optionally ``confidence`` and ``error``.
     Returns ``{"label", "source", "outcome", "rule", "decided_by",
-    "detectors"}``; ``detectors`` maps each detector to its finding's summary
+    "confidence", "explanation", "detectors"}``; ``detectors`` maps each detector to its finding's summary
     and its ``role``: ``decided``, ``agrees``, ``conflicts``, ``outranked``
     (a lower tier's finding when the deciding tier disagreed with itself),
     ``inconclusive`` or ``error``.
@@ -87,6 +125,8 @@ def merge_verdicts(findings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         return _result("unknown", None, "inconclusive", f"Rule 7: {rule}.", None, detectors)
 
     tier = next(t for t in TIERS if any(_kind(f) == t for f in conclusive))
+    if tier == "attribution" and (uncorroborated := _corroboration(findings, conclusive, detectors)) is not None:
+        return uncorroborated
     deciding = [f for f in conclusive if _kind(f) == tier]
     others = [f for f in conclusive if _kind(f) != tier]
     names = ", ".join(sorted(str(f["detector"]) for f in deciding))
@@ -109,6 +149,10 @@ def merge_verdicts(findings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                        f"({', '.join(sorted(sources))}).", tier, detectors)
 
     source = sources.pop() if (label == "synthetic" and sources) else None
+    naming = sum(1 for f in deciding if f.get("source") == source)
+    single_name = tier == "attribution" and source is not None and naming < 2 and len(deciding) >= 2
+    if single_name:  # rule 8: a generator is named by two attribution detectors or not at all
+        source = None
     borrowed = False
     if label == "synthetic" and source is None:
         lower = {f.get("source") for f in others if f["label"] == "synthetic" and f.get("source")}
@@ -128,9 +172,10 @@ def merge_verdicts(findings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                        f"Rule 5: the {tier} findings ({names}) decide {stated}, which takes precedence, "
                        f"but {against} contradict it.", tier, detectors)
     if label == "synthetic" and source is None:
+        why = ("only one of them names a generator (rule 8)" if single_name
+               else "no detector names the generator")
         return _result(label, None, "unknown-generator",
-                       f"Rule 6: the {tier} findings ({names}) say synthetic and no detector names the generator.",
-                       tier, detectors)
+                       f"Rule 6: the {tier} findings ({names}) say synthetic and {why}.", tier, detectors)
     via = " (source named by a lower tier)" if borrowed else ""
     if len(conclusive) > 1:
         return _result(label, source, "agree",
@@ -143,4 +188,33 @@ def merge_verdicts(findings: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _result(label: str, source: str | None, outcome: str, rule: str, tier: str | None,
             detectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {"label": label, "source": source, "outcome": outcome, "rule": rule, "decided_by": tier, "detectors": detectors}
+    deciders = [row for row in detectors.values() if row["role"] == "decided"]
+    confidences = [row["confidence"] for row in deciders if row["confidence"] is not None]
+    confidence = min(confidences) if confidences and label != "unknown" else None
+    return {"label": label, "source": source, "outcome": outcome, "rule": rule, "decided_by": tier,
+            "confidence": confidence, "explanation": explain(label, source, outcome, deciders, detectors, confidence),
+            "detectors": detectors}
+
+
+def explain(label: str, source: str | None, outcome: str, deciders: Sequence[Mapping[str, Any]],
+            detectors: Mapping[str, Mapping[str, Any]], confidence: float | None) -> str:
+    """One plain sentence for the merged verdict."""
+    names = sorted(name for name, row in detectors.items() if row in deciders)
+    outside = sorted(name for name, row in detectors.items() if row.get("in_domain") is False)
+    if label == "unknown":
+        if outside and len(outside) == sum(1 for row in detectors.values() if row["kind"] == "attribution"):
+            return ("No conclusion: the image lies outside the validated domain of every attribution detector "
+                    f"({', '.join(outside)}), so none of them may judge it.")
+        if outcome == "conflict":
+            return "No conclusion: the detectors that could judge this image contradict each other."
+        return "No conclusion: no detector could back a finding on this image to the required standard."
+    by = (f"{names[0]} alone" if len(names) == 1 else f"{len(names)} detectors ({', '.join(names)})") if names else "the detectors"
+    level = "" if confidence is None else f" with calibrated confidence of at least {confidence:.2f}"
+    if label == "real":
+        what = "is a camera image (real)"
+    elif source:
+        what = f"was made by the generator {source}"
+    else:
+        what = "is synthetic, by a generator none of them can name"
+    caveat = " Other findings contradict this; see the rule." if outcome == "conflict" else ""
+    return f"{by[0].upper()}{by[1:]} found that this image {what}{level}.{caveat}"

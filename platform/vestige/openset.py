@@ -33,6 +33,7 @@ from typing import Any
 
 from vestige.attribution_metrics import auroc
 from vestige.datasets import Dataset
+from vestige import domainfit
 from vestige.detect import run_detector
 from vestige.errors import InvalidInputError
 from vestige.harness import UNKNOWN, predicted_source
@@ -135,7 +136,7 @@ def run_openset(dataset: Dataset, detector: TrainableDetector, holdout: str, *, 
     if artifact is None:
         data = holdout_training_set(dataset, holdout)
         say(f"training {detector.name} on {len(data.train)} images of {len(data.sources)} sources (without {holdout})")
-        model = detector.fit(data, seed=seed, options=dict(options or {}), progress=say, device=device)
+        model = domainfit.train(detector, data, seed=seed, options=dict(options or {}), progress=say, device=device)
         artifact = ArtifactFile.from_bytes(model.data, origin="trained", name=f"{detector.name} without {holdout}")
         known_sources = list(data.sources)
         validation, calibration = dict(model.metrics), dict(model.calibration)

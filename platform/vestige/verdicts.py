@@ -101,6 +101,7 @@ def findings_for_merge(verdicts: Iterable[Verdict], kinds: Mapping[str, str]) ->
         by_image.setdefault(v.image_id, []).append({
             "detector": v.detector, "kind": kinds.get(v.detector, "attribution"), "label": v.label,
             "source": v.source, "confidence": v.confidence, "error": v.error,
+            "domain": (v.evidence or {}).get("domain") if isinstance(v.evidence, dict) else None,
         })
     return by_image
 
