@@ -310,11 +310,10 @@ def test_train_then_detect_a_reshared_image_on_the_command_line(vestige, tmp_pat
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["model_sha256"] for r in rows] == [row["sha256"]] * len(SOURCES)
+    # the model was trained and validated on 32×32 images: a 24×24 re-shared copy is outside its domain
     for r in rows:
-        assert r["label"] in ("real", "synthetic", "unknown") and r["evidence"]["input"]["resized"] is True
-        assert sum(r["scores"].values()) == pytest.approx(1.0, abs=1e-4)
-    best = [max(r["scores"], key=r["scores"].get) for r in rows]
-    assert sum(b == s for b, s in zip(best, SOURCES)) >= 3
+        assert r["outcome"] == "inconclusive" and r["scores"] == {}
+        assert r["reason"] == "outside the validated domain: a 24×24 image, the model was validated on 32×32 images"
 
 
 @pytest.mark.parametrize("generator", ["dcgan-s0", "stylegan-mini"])
@@ -332,6 +331,18 @@ def test_the_shipped_artifact_attributes_reshared_zoo_samples(vestige, tmp_path:
     result = vestige("detect", *files, "--detector", "repmix", "--json")
     assert result.exit_code == 0, result.stderr
     rows = [json.loads(line) for line in result.stdout.splitlines()]
-    assert len(rows) == 8 and all(r["device"] == "cpu" and r["error"] is None for r in rows)
-    assert all(r["evidence"]["input"] == {"width": 24, "height": 24, "working_size": 32, "resized": True} for r in rows)
-    assert sum(r["label"] == "synthetic" and r["source"] == generator for r in rows) >= 6
+    assert len(rows) == 8 and all(r["error"] is None for r in rows)
+    # 24×24 after the resize: the shipped model was validated at 32×32 only, so it does not judge them
+    assert all(r["outcome"] == "inconclusive" and "a 24×24 image" in r["reason"] for r in rows)
+    # JPEG 60 alone keeps the size and lies inside the JPEG qualities it was validated on (7–75)
+    for path, png_path in zip(files, sorted((tmp_path / "samples").glob("*.png"))):
+        buf = io.BytesIO()
+        Image.open(png_path).convert("RGB").save(buf, "JPEG", quality=60)
+        path.write_bytes(buf.getvalue())
+    result = vestige("detect", *files, "--detector", "repmix", "--json")
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert all(r["evidence"]["input"] == {"width": 32, "height": 32, "working_size": 32, "resized": False} for r in rows)
+    # Under the 1 % accusation standard the shipped RepMix attributes about half of zoo32's clean test
+    # images (54 %, `vestige bench openworld`, docs/benchmarks.md); these 8 give 3–4. It names no other generator.
+    assert sum(r["label"] == "synthetic" and r["source"] == generator for r in rows) >= 3
+    assert not any(r["source"] not in (None, generator) for r in rows)

@@ -55,8 +55,13 @@ def _deterministic() -> None:
 
 def domain_refusals(detector: Detector, inputs: Sequence[ImageInput]) -> dict[int, str]:
     """Inputs outside the validated domain of ``detector``'s artifact (index -> reason), by the geometry and
-    JPEG gates of :mod:`vestige.domain`; empty for a detector without an artifact."""
-    artifact = detector.artifact if isinstance(detector, TrainableDetector) else None
+    JPEG gates of :mod:`vestige.domain`; empty for a detector without an artifact.
+
+    Only attribution detectors (classifiers) are gated here: a verification
+    detector tests one hypothesis against its own calibration and decides
+    for itself which images it can test (the inversion verifier: its
+    generators' output sizes)."""
+    artifact = detector.artifact if isinstance(detector, TrainableDetector) and detector.kind == "attribution" else None
     if artifact is None:
         return {}
     refusals = {}

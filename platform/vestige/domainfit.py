@@ -34,7 +34,7 @@ Progress = Callable[[str], None]
 CHUNK = 512
 
 
-def _scores(detector: TrainableDetector, images: Sequence[ImageInput]) -> dom.DomainScores:
+def scores(detector: TrainableDetector, images: Sequence[ImageInput]) -> dom.DomainScores:
     parts = [detector.domain_scores(images[start : start + CHUNK]) for start in range(0, len(images), CHUNK)]
     if not parts:
         raise InvalidInputError("no images to fit a validated domain on")
@@ -86,8 +86,8 @@ def fit_domain(detector: TrainableDetector, data: TrainingSet, *, keep: float = 
     threshold = float(artifact.info.get("threshold", artifact.info.get("calibration", {}).get("unknown_threshold", 0.0)))
     fitted = [e for e in data.train if not detector.excluded_from_domain_fit(e.image)]
     say(f"domain: scoring {len(fitted)} training and {len(data.validation)} validation images")
-    train = _scores(detector, [e.image for e in fitted])
-    val = _scores(detector, [e.image for e in data.validation])
+    train = scores(detector, [e.image for e in fitted])
+    val = scores(detector, [e.image for e in data.validation])
     y_train = np.array([index[e.source] for e in fitted])
     y_val = np.array([index[e.source] for e in data.validation])
     present = sorted(set(y_train.tolist()))
@@ -126,23 +126,35 @@ def fit_domain(detector: TrainableDetector, data: TrainingSet, *, keep: float = 
 def _held_out(record: Mapping[str, Any], train: dom.DomainScores, y_train: np.ndarray, val: dom.DomainScores,
               y_val: np.ndarray, sources: Sequence[str], threshold: float, keep: float, say: Progress) -> dict[str, Any]:
     out: dict[str, Any] = {}
+    held = held_out_decisions(record, train, y_train, val, y_val, val, y_val, sources, threshold, keep)
+    for name, decisions in held.items():
+        out[name] = _rates(decisions, name, sources)
+        say(f"domain: held-out {name}: named as another generator {out[name]['named_other']:.1%}, "
+            f"called real {out[name]['called_real']:.1%}, inconclusive {out[name]['inconclusive']:.1%}")
+    return out
+
+
+def held_out_decisions(record: Mapping[str, Any], train: dom.DomainScores, y_train: np.ndarray, val: dom.DomainScores,
+                       y_val: np.ndarray, evaluate: dom.DomainScores, y_eval: np.ndarray, sources: Sequence[str],
+                       threshold: float, keep: float) -> dict[str, list[dom.Decision]]:
+    """Per generator ``g``: the decisions on ``evaluate``'s images of ``g`` by the model refitted without ``g``
+    (novelty fitted on the other sources' training features, thresholds on their validation features, the
+    classifier restricted to them)."""
+    out: dict[str, list[dom.Decision]] = {}
     for g, name in enumerate(sources):
-        if name == REAL or not (y_val == g).any() or len(sources) < 3:
+        if name == REAL or not (y_eval == g).any() or len(sources) < 3:
             continue
         rest = [i for i in range(len(sources)) if i != g]
         novelty = dom.Novelty.fit(train.features[y_train != g], y_train[y_train != g], rest)
         others = y_val != g
         remap = {c: k for k, c in enumerate(rest)}
         limits = novelty.thresholds(val.features[others], np.array([remap[c] for c in y_val[others]]), keep)
-        mine = y_val == g
-        probabilities = val.probabilities[mine][:, rest]
+        mine = y_eval == g
+        probabilities = evaluate.probabilities[mine][:, rest]
         probabilities = probabilities / np.maximum(probabilities.sum(axis=1, keepdims=True), 1e-12)
-        scores = dom.DomainScores(probabilities, val.features[mine])
         view = {**record, "novelty": {**record["novelty"], "thresholds": limits}}
-        decisions = dom.decide(view, novelty, scores, [sources[i] for i in rest], threshold)
-        out[name] = _rates(decisions, name, sources)
-        say(f"domain: held-out {name}: named as another generator {out[name]['named_other']:.1%}, "
-            f"called real {out[name]['called_real']:.1%}, inconclusive {out[name]['inconclusive']:.1%}")
+        out[name] = dom.decide(view, novelty, dom.DomainScores(probabilities, evaluate.features[mine]),
+                               [sources[i] for i in rest], threshold)
     return out
 
 

@@ -378,3 +378,52 @@ def bench_calibration(ctx: click.Context, dataset_path: Path, detector_name: str
                              command=_command_line(ctx), progress=_progress)
     write_result(out or Path("bench-results") / f"calibration-{detector_name}-{condition}.json", result)
     click.echo(markdown_table(result), nl=False)
+
+
+@bench_group.command("openworld")
+@click.option("--dataset", "dataset_path", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True,
+              help="zoo32 (the shipped models' dataset): its test split and its generators.")
+@click.option("--detectors", default="fingerprint,repmix,manifpt", show_default=True,
+              help="Comma-separated trained attribution detectors.")
+@click.option("--model", "models", multiple=True, help="DETECTOR=ARTIFACT (file, id or SHA-256 prefix); default: shipped.")
+@click.option("--cifar", "cifar_zip", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="The CIFAR-10 zip for its test photographs (default: ../shared/data/cifar10-jpeg.zip when there).")
+@click.option("--per-class", type=click.IntRange(1), default=100, show_default=True, help="CIFAR test photographs per class.")
+@click.option("--upscaled", type=click.IntRange(1), default=50, show_default=True,
+              help="Zoo samples per generator upscaled ×2 and ×4.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/openworld.json"), show_default=True)
+@click.pass_context
+def bench_openworld(ctx: click.Context, dataset_path: Path, detectors: str, models: tuple[str, ...],
+                    cifar_zip: Path | None, per_class: int, upscaled: int, out: Path) -> None:
+    """False accusations on real photographs, generators never seen, and in-domain attribution (docs/benchmarks.md)."""
+    from vestige.artifacts import attach
+    from vestige.benchmarks import write_result
+    from vestige.dataset_builders import default_cifar_zip
+    from vestige.datasets import open_dataset
+    from vestige.errors import InvalidInputError
+    from vestige.openworld import markdown, run_openworld
+    from vestige.plugins import select_detectors
+    from vestige.training import TrainableDetector
+
+    state: State = ctx.find_object(State)
+    chosen = select_detectors(state.pm, [n.strip() for n in detectors.split(",") if n.strip()])
+    for detector in chosen:
+        if not isinstance(detector, TrainableDetector):
+            raise InvalidInputError(f"{detector.name} is not a trained attribution detector; bench openworld judges those")
+    given = _given_artifacts(state, chosen, models)
+    for detector in chosen:
+        if detector.name in given:
+            detector.use_artifact(given[detector.name])
+        else:
+            attach(detector, None)
+        if detector.artifact is None or detector.artifact.domain is None or not detector.artifact.domain.get("novelty"):
+            raise InvalidInputError(f"{detector.name}'s model has no validated domain with a novelty model; "
+                                    "fit one with `vestige models refit-domain`")
+    if cifar_zip is None and default_cifar_zip().is_file():
+        cifar_zip = default_cifar_zip()
+    result = run_openworld(open_dataset(dataset_path), chosen, cifar_zip=cifar_zip, per_class=per_class,
+                           upscaled_per_source=upscaled, progress=_progress)
+    result["command"] = _command_line(ctx)
+    write_result(out, result)
+    click.echo(markdown(result), nl=False)
+    _progress(f"wrote {out}")
