@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,8 +37,10 @@ REPORT_VERSION = 1
 LIMITATIONS = (
     "Provenance metadata is a claim, not proof: it is trivially forged or stripped, so its absence says nothing "
     "and its presence must agree with the other detectors.",
-    "A classifier can only name the generators it was trained on; an image from any other generator is labelled "
-    "with the nearest known one or reported as unknown-generator.",
+    "A classifier can only name the generators it was trained on. Each trained model carries its validated domain "
+    "(image sizes, JPEG qualities, a novelty model fitted on its training images, docs/verdicts.md): an image "
+    "outside it is inconclusive for that model, and one inside it can still come from a generator the model never "
+    "saw; the novelty model rejects most such images, not all (docs/benchmarks.md, vestige bench openworld).",
     "Confidences are calibrated on the lab's reference images; they do not transfer to images unlike them "
     "(heavy recompression, resizing, screenshots, crops). The robustness section shows how verdicts move under such changes.",
     "CPU inference is deterministic; GPU inference in reduced precision is not bit-exact. Numbers are rounded to "
@@ -46,6 +48,31 @@ LIMITATIONS = (
     "The custody chain proves the database record has not been edited without recomputing it; against someone "
     "who can rewrite the whole database, only the signed evidence bundle is proof.",
 )
+
+def domain_limitations(images: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Per detector: how many of the case's images were inside its model's validated domain, and why not the others."""
+    inside: dict[str, list[str]] = {}
+    outside: dict[str, list[str]] = {}
+    for image in images:
+        for finding in image.get("findings") or []:
+            domain = (finding.get("evidence") or {}).get("domain")
+            if not isinstance(domain, Mapping):
+                continue
+            name = str(image.get("filename") or image.get("id"))
+            if domain.get("in_domain"):
+                inside.setdefault(finding["detector"], []).append(name)
+            else:
+                outside.setdefault(finding["detector"], []).append(f"{name} ({domain.get('reason')})")
+    lines = []
+    for detector in sorted(set(inside) | set(outside)):
+        judged = len(inside.get(detector, [])) + len(outside.get(detector, []))
+        line = (f"Validated domain of {detector}: {len(inside.get(detector, []))} of the {judged} images it was given "
+                "were inside it")
+        if outside.get(detector):
+            line += "; outside it, and so inconclusive for it: " + "; ".join(outside[detector])
+        lines.append(line + ".")
+    return lines
+
 
 MERGE_RULES = (
     "Findings are merged per image by explicit rules (docs/verdicts.md): provenance metadata first, then "
@@ -213,7 +240,7 @@ def build_case_report(session: Session, case: Case, *, config: Config, pm: Vesti
                 for name in used_detectors
             ],
         },
-        "limitations": list(LIMITATIONS),
+        "limitations": [*LIMITATIONS, *domain_limitations(images)],
         "reproducibility": {
             "vestige": __version__,
             "plugins": [{"name": i.name, "version": i.version, "error": i.error} for i in plugin_infos(pm)],
