@@ -205,3 +205,31 @@ def test_training_records_a_domain_and_refit_domain_replaces_it(vestige, tmp_pat
     assert shown["info"]["domain"]["novelty"]["thresholds"] == new["info"]["domain"]["novelty"]["thresholds"]
     wrong = vestige("models", "refit-domain", row["sha256"][:12], "--dataset", tmp_path / "tiny", "--keep", "1.5")
     assert wrong.exit_code != 0 and "--keep must lie in [0.5, 1)" in wrong.stderr
+    # the open-world benchmark runs on the lab's own model and dataset and prints the three figures
+    out = tmp_path / "openworld.json"
+    bench = vestige("bench", "openworld", "--dataset", tmp_path / "tiny", "--detectors", "fingerprint", "--model",
+                    f"fingerprint={new['sha256'][:12]}", "--per-class", "2", "--upscaled", "2", "--out", out)
+    assert bench.exit_code == 0, bench.stderr
+    assert "Real photographs labelled synthetic" in bench.stdout
+    assert "named as another generator" in bench.stdout and "attributed correctly" in bench.stdout
+    result = json.loads(out.read_text())
+    assert result["real"]["photographs"]["fingerprint"]["synthetic"] == 0.0  # every one outside the 32×32 domain
+    assert result["real"]["photographs"]["merged"]["images"] == 102
+    assert set(result["unseen"]["held_out"]["fingerprint"]) == set(FP_SOURCES[1:])
+    assert result["unseen"]["upscaled-x2"]["fingerprint"]["named"] == 0.0
+    assert 0.0 <= result["in_domain"]["fingerprint"]["accuracy"] <= 1.0
+
+
+def test_reports_list_each_detectors_domain_and_the_images_outside_it():
+    from vestige.reports.casereport import domain_limitations
+
+    images = [
+        {"filename": "rocket.jpg", "findings": [
+            {"detector": "fingerprint", "evidence": {"domain": {"in_domain": False, "reason": "a 640×427 image"}}},
+            {"detector": "metadata", "evidence": {}}]},
+        {"filename": "sample.png", "findings": [
+            {"detector": "fingerprint", "evidence": {"domain": {"in_domain": True, "reason": None}}}]},
+    ]
+    assert domain_limitations(images) == [
+        "Validated domain of fingerprint: 1 of the 2 images it was given were inside it; outside it, and so "
+        "inconclusive for it: rocket.jpg (a 640×427 image)."]

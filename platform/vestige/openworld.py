@@ -134,6 +134,15 @@ def _merged(per_detector: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[dic
             for i in range(count)]
 
 
+def _mean(values: Sequence[bool]) -> float | None:
+    """The share of true values, ``None`` for none (a dataset without unseen classes or without real images)."""
+    return float(np.mean(values)) if len(values) else None
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def _before(finding: Finding, threshold: float, truth: str) -> bool:
     """The rule before the validated domain: the top calibrated probability, if at least the open-set threshold."""
     if not finding.scores:
@@ -175,18 +184,18 @@ def run_openworld(dataset: Dataset, detectors: Sequence[TrainableDetector], *, c
         groups = [dataset.class_group(r) for r in test]
         result["in_domain"][d.name] = {
             "accuracy": float(np.mean(correct)),
-            "accuracy_seen": float(np.mean([c for c, g in zip(correct, groups) if g == "seen"])),
-            "accuracy_unseen": float(np.mean([c for c, g in zip(correct, groups) if g == "unseen"])),
+            "accuracy_seen": _mean([c for c, g in zip(correct, groups) if g == "seen"]),
+            "accuracy_unseen": _mean([c for c, g in zip(correct, groups) if g == "unseen"]),
             "before": float(np.mean([_before(f, threshold, t) for f, t in zip(findings, truth)])),
             "inconclusive": float(np.mean([f["label"] == "unknown" for f in rows[d.name]])),
-            "real_accused": float(np.mean([f["label"] == "synthetic" for f, t in zip(rows[d.name], truth) if t == REAL])),
+            "real_accused": _mean([f["label"] == "synthetic" for f, t in zip(rows[d.name], truth) if t == REAL]),
         }
     merged = _merged(rows)
     result["in_domain"]["merged"] = {
         "accuracy": float(np.mean([(m["label"] == "real" and t == REAL) or (m["label"] == "synthetic" and m["source"] == t)
                                    for m, t in zip(merged, truth)])),
         "inconclusive": float(np.mean([m["label"] == "unknown" for m in merged])),
-        "real_accused": float(np.mean([m["label"] == "synthetic" for m, t in zip(merged, truth) if t == REAL])),
+        "real_accused": _mean([m["label"] == "synthetic" for m, t in zip(merged, truth) if t == REAL]),
     }
     for name, value in result["in_domain"].items():
         say(f"  {name}: {value['accuracy']:.1%} attributed correctly")
@@ -259,8 +268,6 @@ def markdown(result: Mapping[str, Any]) -> str:
               "| detector | before | now | seen classes | unseen classes | inconclusive | real accused |",
               "|---|---|---|---|---|---|---|"]
     for name, v in result["in_domain"].items():
-        lines.append(f"| {name} | {v['before']:.1%} | {v['accuracy']:.1%} | {v['accuracy_seen']:.1%} | "
-                     f"{v['accuracy_unseen']:.1%} | {v['inconclusive']:.1%} | {v['real_accused']:.1%} |"
-                     if "before" in v else
-                     f"| {name} | - | {v['accuracy']:.1%} | - | - | {v['inconclusive']:.1%} | {v['real_accused']:.1%} |")
+        lines.append(f"| {name} | {_pct(v.get('before'))} | {_pct(v['accuracy'])} | {_pct(v.get('accuracy_seen'))} | "
+                     f"{_pct(v.get('accuracy_unseen'))} | {_pct(v['inconclusive'])} | {_pct(v['real_accused'])} |")
     return "\n".join(lines) + "\n"
