@@ -198,7 +198,7 @@ def train(detector: TrainableDetector, data: TrainingSet, *, seed: int = 0, opti
         record, tensors = basic_domain(detector, data, command=command), {}
     return TrainedModel(data=with_domain(artifact, record, tensors), metrics=model.metrics,
                         calibration={**dict(model.calibration), "domain": {
-                            "novelty_threshold": (record.get("novelty") or {}).get("threshold"),
+                            "novelty_thresholds": (record.get("novelty") or {}).get("thresholds"),
                             "accusation_threshold": (record.get("accusation") or {}).get("threshold")}})
 
 
