@@ -44,7 +44,13 @@ def test_every_shipped_artifact_carries_its_validated_domain(artifact):
     domain = artifact.domain
     assert domain is not None, f"shipped artifact {artifact.sha256[:12]} has no validated domain"
     assert domain["format"] == dom.DOMAIN_FORMAT and domain["sources"] == list(ZOO)
-    assert domain["sizes"] == [[32, 32]] and domain["scale_range"] == [1.0, 1.0] and domain["input_side"] == 32
+    assert domain["sizes"] == [[32, 32]] and domain["input_side"] == 32
+    # smaller scales are admitted only where the validation split, resized, still met the evidence standard
+    admitted = [float(k) for k, v in domain["scales"].items() if v["admitted"]]
+    assert domain["scale_range"] == [min([1.0, *admitted]), 1.0]
+    for rates in domain["scales"].values():
+        if rates["admitted"]:
+            assert rates["real_accused"] <= domain["accusation"]["rate"] and rates["named_wrong"] <= 0.02
     assert domain["dataset_sha256"] == artifact.info["dataset_sha256"]
     assert domain["jpeg_history"] == {"real": [75, 75]}
     low, high = domain["jpeg_qualities"]
@@ -193,6 +199,7 @@ def test_training_records_a_domain_and_refit_domain_replaces_it(vestige, tmp_pat
     row = json.loads(trained.stdout)
     domain = row["info"]["domain"]
     assert domain["sources"] == list(FP_SOURCES) and domain["sizes"] == [[32, 32]]
+    assert set(domain["scales"]) == {"0.75", "0.5"}
     assert domain["command"].startswith("vestige train fingerprint --dataset")
     assert "jpeg_qualities" not in domain  # a folder of PNGs records no JPEG history
     assert set(domain["held_out_generators"]) == set(FP_SOURCES[1:])

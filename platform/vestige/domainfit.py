@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from vestige import domain as dom
 from vestige.errors import InvalidInputError
@@ -32,6 +33,10 @@ from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel
 Progress = Callable[[str], None]
 #: Images per call of ``domain_scores`` while fitting.
 CHUNK = 512
+#: Smaller scales a domain fit tries (the re-sharing resizes of docs/datasets.md and issue 18).
+VALIDATED_SCALES = (0.75, 0.5)
+#: Largest share of generated validation images named as another generator at an admitted scale.
+SCALE_WRONG_NAMES = 0.02
 
 
 def scores(detector: TrainableDetector, images: Sequence[ImageInput]) -> dom.DomainScores:
@@ -68,7 +73,8 @@ def augmentation_union(history: Mapping[str, Sequence[int]], augmentation: Mappi
 
 def fit_domain(detector: TrainableDetector, data: TrainingSet, *, keep: float = dom.NOVELTY_KEEP,
                accusation_rate: float = dom.ACCUSATION_RATE, progress: Progress | None = None,
-               command: str | None = None) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+               command: str | None = None, scales: Sequence[float] = VALIDATED_SCALES,
+               ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The domain record and novelty tensors of the artifact ``detector`` runs with, fitted on ``data``."""
     say = progress or (lambda _: None)
     artifact = detector.require_artifact()
@@ -119,8 +125,51 @@ def fit_domain(detector: TrainableDetector, data: TrainingSet, *, keep: float = 
     decisions = dom.decide(record, novelty, val, sources, threshold)
     record["validation"] = {s: _rates([d for d, y in zip(decisions, y_val) if y == i], s, sources)
                             for s, i in index.items() if (y_val == i).any()}
+    if scales:
+        record["scales"] = _validated_scales(detector, data, record, novelty, y_val, decisions, sources, threshold,
+                                             scales, say)
+        admitted = [float(k) for k, v in record["scales"].items() if v["admitted"]]
+        record["scale_range"] = [min([1.0, *admitted]), max(record["scale_range"][1], 1.0)]
     record["held_out_generators"] = _held_out(record, train, y_train, val, y_val, sources, threshold, keep, say)
     return record, novelty.tensors()
+
+
+def _validated_scales(detector: TrainableDetector, data: TrainingSet, record: Mapping[str, Any], novelty: dom.Novelty,
+                      y_val: np.ndarray, clean: Sequence[dom.Decision], sources: Sequence[str], threshold: float,
+                      scales: Sequence[float], say: Progress) -> dict[str, Any]:
+    """Which smaller scales the model is validated at: the validation images resized (bicubic) by each scale,
+    from the largest down, judged with the clean thresholds; a scale is admitted while the evidence standard
+    still holds there (real images accused at most the accusation rate, generators named as another at most
+    :data:`SCALE_WRONG_NAMES` or the clean rate) and every larger scale was admitted."""
+    from vestige.datasets import encode_png
+    from vestige.detect import make_input
+
+    rate = (record.get("accusation") or {}).get("rate", 0.0)
+    clean_wrong = _wrong_names(clean, y_val, sources)
+    out: dict[str, Any] = {}
+    admitted = True
+    for scale in sorted(scales, reverse=True):
+        resized = []
+        for example in data.validation:
+            image = example.image.image
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            resized.append(make_input(encode_png(image.resize(size, Image.Resampling.BICUBIC)), name="validation"))
+        decisions = dom.decide(record, novelty, scores(detector, resized), sources, threshold)
+        real = [d for d, y in zip(decisions, y_val) if sources[y] == REAL]
+        accused = sum(d.label == "synthetic" for d in real) / len(real) if real else 0.0
+        wrong = _wrong_names(decisions, y_val, sources)
+        correct = float(np.mean([(d.label == "real" and sources[y] == REAL) or (d.label == "synthetic" and d.source == sources[y])
+                                 for d, y in zip(decisions, y_val)]))
+        admitted = admitted and accused <= rate and wrong <= max(SCALE_WRONG_NAMES, clean_wrong)
+        out[f"{scale:g}"] = {"admitted": admitted, "real_accused": accused, "named_wrong": wrong, "correct": correct}
+        say(f"domain: scale {scale:g}: correct {correct:.1%}, real accused {accused:.1%}, generators named wrongly "
+            f"{wrong:.1%}: {'admitted' if admitted else 'not admitted'}")
+    return out
+
+
+def _wrong_names(decisions: Sequence[dom.Decision], y_val: np.ndarray, sources: Sequence[str]) -> float:
+    generated = [(d, sources[y]) for d, y in zip(decisions, y_val) if sources[y] != REAL]
+    return sum(d.source not in (None, truth) for d, truth in generated) / len(generated) if generated else 0.0
 
 
 def _held_out(record: Mapping[str, Any], train: dom.DomainScores, y_train: np.ndarray, val: dom.DomainScores,
@@ -230,6 +279,9 @@ def summary(record: Mapping[str, Any]) -> str:
     if accusation:
         lines.append(f"  accusation: P(synthetic) ≥ {accusation['threshold']:.4f} "
                      f"({accusation['measured_rate']:.1%} of {accusation['real_validation_images']} real validation images)")
+    for scale, rates in (record.get("scales") or {}).items():
+        lines.append(f"  scale {scale}: correct {rates['correct']:.1%}, real accused {rates['real_accused']:.1%}, "
+                     f"named wrongly {rates['named_wrong']:.1%}: {'admitted' if rates['admitted'] else 'not admitted'}")
     for name, rates in sorted((record.get("held_out_generators") or {}).items()):
         lines.append(f"  held out {name}: named as another generator {rates['named_other']:.1%}, "
                      f"called real {rates['called_real']:.1%}, inconclusive {rates['inconclusive']:.1%}")
@@ -258,6 +310,7 @@ def ship_refit(detector: TrainableDetector, old_sha256: str, data: bytes, comman
     (folder / name).write_bytes(data)
     if name != entry["file"]:
         (folder / entry["file"]).unlink(missing_ok=True)
+    entry.setdefault("trained_sha256", entry.get("domain_refit_of", old_sha256))  # the network's own training
     entry.update(file=name, sha256=digest, size=len(data), domain_refit_of=old_sha256, domain_command=command)
     manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
     return folder / name

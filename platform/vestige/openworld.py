@@ -8,7 +8,10 @@ Three measurements, per detector and for the merged verdict (docs/benchmarks.md)
      and 50, resized to half, the centre half cropped;
    - eight 32×32 crops of each (``crop-32``): pieces of camera photographs at
      the size the models were validated on, so the geometry gate does not
-     stop them and the novelty model and the accusation standard must;
+     stop them and the novelty model and the accusation standard must; and
+     the same crops saved as JPEG 75 (``crop-32-jpeg75``), the history every
+     real training image of zoo32 had, which shows how much of a verdict on
+     a lossless crop is the missing JPEG history;
    - CIFAR-10 test photographs as the zip holds them (JPEG quality 75), when
      the zip is there.
 2. **Generators never seen.** Zoo32's clean test samples of each generator,
@@ -79,7 +82,7 @@ def _grid_crops(image: Image.Image, n: int, side: int = 32) -> list[Image.Image]
 
 def real_sets(cifar_zip: Path | None, per_class: int) -> dict[str, list[ImageInput]]:
     """The real-image sets by name: package photographs with their re-shared copies, their 32×32 crops, CIFAR."""
-    photographs, crops = [], []
+    photographs, crops, crops_jpeg = [], [], []
     for name, image in package_photographs().items():
         half = image.resize((max(1, image.width // 2), max(1, image.height // 2)), Image.Resampling.LANCZOS)
         w, h = image.size
@@ -89,8 +92,11 @@ def real_sets(cifar_zip: Path | None, per_class: int) -> dict[str, list[ImageInp
                               ("jpeg-50", _encode(image, "JPEG", quality=50)),
                               ("resize-0.5", _encode(half)), ("crop-0.5", _encode(centre))):
             photographs.append(make_input(data, name=f"{name}-{variant}"))
-        crops += [make_input(_encode(c), name=f"{name}-crop32-{k}") for k, c in enumerate(_grid_crops(image, CROPS_32))]
-    sets = {"photographs": photographs, "crop-32": crops}
+        pieces = _grid_crops(image, CROPS_32)
+        crops += [make_input(_encode(c), name=f"{name}-crop32-{k}") for k, c in enumerate(pieces)]
+        crops_jpeg += [make_input(_encode(c, "JPEG", quality=75), name=f"{name}-crop32-{k}-q75")
+                       for k, c in enumerate(pieces)]
+    sets = {"photographs": photographs, "crop-32": crops, "crop-32-jpeg75": crops_jpeg}
     if cifar_zip is not None and cifar_zip.is_file():
         with zipfile.ZipFile(cifar_zip) as zf:
             names = sorted(n for n in zf.namelist() if n.startswith("test/") and n.endswith(".jpg"))
