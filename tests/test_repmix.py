@@ -12,8 +12,9 @@ import pytest
 import torch
 from PIL import Image
 
+from vestige import domainfit
 from vestige.datasets import DatasetWriter
-from vestige.detect import make_input
+from vestige.detect import make_input, run_detector
 from vestige.errors import InvalidInputError
 from vestige.training import ArtifactFile, Example, TrainingSet
 
@@ -345,3 +346,27 @@ def test_the_shipped_artifact_attributes_reshared_zoo_samples(vestige, tmp_path:
     # (`vestige bench openworld`, docs/benchmarks.md); it names no other generator.
     assert sum(r["label"] == "synthetic" and r["source"] == generator for r in rows) >= 3
     assert not any(r["source"] not in (None, generator) for r in rows)
+
+
+def test_a_dataset_of_generators_only_trains_without_a_real_class() -> None:
+    """Issue 18: with no real source the first generator must not stand in for "real"."""
+    generators = SOURCES[1:]
+    pick = lambda xs: [e for e in xs if e.source != "real"]  # noqa: E731
+    data = TrainingSet(train=pick(examples(30, 0)), validation=pick(examples(10, 500)), sources=generators,
+                       name="generators only", dataset_sha256="0" * 64)
+    torch.set_num_threads(1)
+    lines: list[str] = []
+    detector = RepMixDetector()
+    model = domainfit.train(detector, data, seed=3, options={"epochs": 4, "batch_size": 16}, progress=lines.append)
+    assert any("no real source" in line for line in lines)
+    artifact = ArtifactFile.from_bytes(model.data)
+    assert artifact.info["flags"]["compound"] is False and artifact.info["sources"] == list(generators)
+    assert model.metrics["detection_accuracy"] is None
+    assert artifact.domain["accusation"] is None  # nothing real to set an evidence standard on
+    detector.use_artifact(artifact)
+    test = pick(examples(8, 900))
+    findings = run_detector(detector, [e.image for e in test])
+    assert not any(f.label == "real" for f in findings)
+    first = [f for f, e in zip(findings, test) if e.source == generators[0]]
+    assert sum(f.source == generators[0] for f in first) >= 4  # of 8: attributed, not called real
+    assert all(f.evidence.get("detection_probability", None) is None for f in findings if f.evidence.get("input"))

@@ -6,6 +6,7 @@ stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 from vestige.errors import InvalidInputError
 from vestige.plugin import Finding, ImageInput, VestigeError
 from vestige.domain import DomainScores, decide
-from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_artifact_file
+from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_artifact_file
 
 ARTIFACT_FORMAT = "repmix/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -94,6 +95,12 @@ class RepMixDetector(TrainableDetector):
         if options.get("threads"):
             torch.set_num_threads(int(options["threads"]))
         recipe = _recipe(options)
+        if REAL not in data.sources and recipe.compound:
+            # The detection head learns real against synthetic: without real images it has nothing to learn,
+            # and gating by it would make the first generator stand in for "real". Attribution alone, then.
+            recipe = dataclasses.replace(recipe, compound=False)
+            (progress or (lambda _: None))("no real source: detection head and gating off, attribution among "
+                                           "the generators only")
         try:
             hyper = architecture(options.get("arch") or "narrow", len(data.sources), mix_layer=options.get("mix_layer"))
         except ValueError as exc:
@@ -182,10 +189,13 @@ class RepMixDetector(TrainableDetector):
                 attr = gate(det, attr)
             embedding = torch.nn.functional.normalize(embedding, dim=1)
         probabilities = softmax(attr.cpu().numpy(), float(self._info["temperature"]))
+        sources = list(self._info["sources"])
         if self._info["flags"]["compound"]:
             synthetic = torch.softmax(det, dim=1)[:, 1].cpu().numpy().astype(np.float64)
-        else:
-            synthetic = 1.0 - probabilities[:, 0]
+        elif REAL in sources:
+            synthetic = 1.0 - probabilities[:, sources.index(REAL)]
+        else:  # a model of generators only: every image it is shown is taken to be synthetic
+            synthetic = np.full(len(probabilities), np.nan)
         return embedding.cpu().numpy(), synthetic, probabilities
 
     def network_throughput(self, *, batch_size: int, n: int, device: str = "cpu", precision: str = "fp32") -> float:
@@ -243,13 +253,13 @@ class RepMixDetector(TrainableDetector):
                 label, source, confidence = decisions[n].label, decisions[n].source, decisions[n].confidence
             elif confidence < threshold:
                 label, source = "unknown", None
-            elif best == 0:
+            elif sources[best] == REAL:
                 label, source = "real", None
             else:
                 label, source = "synthetic", sources[best]
             order = np.argsort(-probs)[:TOP_CANDIDATES]
             evidence = {
-                "detection_probability": float(p_fake),
+                "detection_probability": None if np.isnan(p_fake) else float(p_fake),
                 "top_candidates": [{"source": sources[i], "probability": float(probs[i])} for i in order],
                 "temperature": float(self._info["temperature"]), "threshold": threshold,
                 "input": {"width": item.image.width, "height": item.image.height, "working_size": size,

@@ -34,9 +34,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from vestige.training import Example, TrainingSet
-
 from vestige.calibration import fit_temperature, open_set_threshold, softmax
+from vestige.training import REAL, Example, TrainingSet
 from vestige_repmix.nets import RepMixNet, gate, mixed_cross_entropy, sample_alpha
 
 AUGMENT_P = 0.95
@@ -206,7 +205,8 @@ def fit_network(data: TrainingSet, hyper: Mapping[str, Any], recipe: Recipe, *, 
     report = {
         "best_epoch": best[1] + 1, "epochs_run": len(history), "val_loss": round(best[0], 4),
         "attribution_accuracy": round(float((predicted == labels).mean()), 4),
-        "detection_accuracy": round(float(((predicted > 0) == (labels > 0)).mean()), 4),
+        "detection_accuracy": (round(float(((predicted > 0) == (labels > 0)).mean()), 4)
+                               if data.sources[0] == REAL else None),  # real is first when present
         "temperature": temperature, "threshold": threshold, "minutes": round((time.monotonic() - began) / 60, 2),
         "history": history,
     }
