@@ -15,7 +15,7 @@ import benchkit
 from vestige.attribution_metrics import auroc, confusion_matrix, macro_f1, normalized_mutual_information
 from vestige.dataset_builders import build_folders
 from vestige.datasets import Dataset, Record
-from vestige.harness import condition_metrics, git_commit, run_benchmark
+from vestige.harness import condition_metrics, git_commit, markdown_table, run_benchmark
 from vestige.plugin import Finding
 from vestige.plugins import get_plugin_manager, register_plugin
 
@@ -221,3 +221,15 @@ def test_bench_run_refuses_bad_arguments_with_one_line(vestige, with_test_detect
 def test_nmi_of_a_constant_prediction_is_zero_when_the_truth_varies() -> None:
     assert normalized_mutual_information(["a", "b", "c"], ["x", "x", "x"]) == 0.0
     assert math.isclose(normalized_mutual_information(["a", "b"], ["x", "y"]), 1.0)
+
+
+def test_a_dataset_without_real_images_has_no_detection_columns(tmp_path: Path) -> None:
+    """Issue 18: real against synthetic means nothing among generators only; the harness leaves it out."""
+    records = [Record(f"files/test/{s}/{i}.png", "0" * 64, 1, s, None, "test") for i, s in enumerate(["gen-a", "gen-b"])]
+    findings = [Finding(detector="d", detector_version="1", label="synthetic", source=s) for s in ("gen-a", "gen-a")]
+    m = condition_metrics(records, findings, ("gen-a", "gen-b"), "attribution")
+    assert m["detection_accuracy"] is None and m["detection_balanced_accuracy"] is None
+    assert m["attribution_accuracy"] == 0.5
+    summary = {"detectors": [{"name": "d"}], "results": {"d": {"clean/seen": m}}}
+    table = markdown_table(summary)
+    assert "detection" not in table and "| `d` | clean | seen | 2 | 0.500 |" in table

@@ -76,8 +76,9 @@ def condition_metrics(records: Sequence[Record], findings: Sequence[Finding], so
         "n": len(records),
         "errors": sum(1 for f in findings if f.error),
         "unknown_rate": (sum(p == UNKNOWN for p in predicted) / len(predicted)) if predicted else None,
-        "detection_accuracy": accuracy(true_label, predicted_label),
-        "detection_balanced_accuracy": _balanced(true_label, predicted_label),
+        # real against synthetic means nothing for a dataset of generators only
+        "detection_accuracy": accuracy(true_label, predicted_label) if REAL in sources else None,
+        "detection_balanced_accuracy": _balanced(true_label, predicted_label) if REAL in sources else None,
         "attribution_accuracy": accuracy(true, predicted),
         "nmi": normalized_mutual_information(true, predicted),
         "macro_f1": macro_f1(true, predicted, present),
@@ -301,19 +302,24 @@ def _number(value: float | None) -> str:
 
 def markdown_table(summary: Mapping[str, Any]) -> str:
     """One row per detector and condition: detection (plain, balanced), attribution, NMI, macro-F1, unknown rate, errors."""
-    lines = ["| detector | condition | classes | images | detection | detection (balanced) | attribution | NMI | macro-F1 "
-             "| unknown | errors |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    rows = [m for by_condition in summary["results"].values() for m in by_condition.values()]
+    detection = any(m.get("detection_accuracy") is not None for m in rows)  # none without a real source
+    head = ["detector", "condition", "classes", "images", *(["detection", "detection (balanced)"] if detection else []),
+            "attribution", "NMI", "macro-F1", "unknown", "errors"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for info in summary["detectors"]:
         name = info["name"]
         if info.get("error"):
-            lines.append(f"| `{name}` | {info['error']} | | | | | | | | | |")
+            lines.append(f"| `{name}` | {info['error']} |" + " |" * (len(head) - 2))
             continue
         for key, m in summary["results"].get(name, {}).items():
             condition, group = key.split("/")
-            lines.append(f"| `{name}` | {condition} | {group} | {m['n']} | {_number(m['detection_accuracy'])} | "
-                         f"{_number(m['detection_balanced_accuracy'])} | {_number(m['attribution_accuracy'])} | {_number(m['nmi'])} | {_number(m['macro_f1'])} | "
-                         f"{_number(m['unknown_rate'])} | {m['errors']} |")
+            cells = [f"`{name}`", condition, group, str(m["n"])]
+            if detection:
+                cells += [_number(m["detection_accuracy"]), _number(m["detection_balanced_accuracy"])]
+            cells += [_number(m["attribution_accuracy"]), _number(m["nmi"]), _number(m["macro_f1"]),
+                      _number(m["unknown_rate"]), str(m["errors"])]
+            lines.append("| " + " | ".join(cells) + " |")
     verifier_rows = []
     for name, by_condition in summary["results"].items():
         for key, m in by_condition.items():
