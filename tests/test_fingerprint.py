@@ -398,3 +398,36 @@ def test_the_shipped_default_calls_a_cifar_photograph_real(vestige, tmp_path):
     # The shipped default calls 64 % of zoo32's real test images real (docs/fingerprint.md): the second zoo
     # release's GANs come closer to CIFAR's photographs. These ten are at that rate (6 of 10); chance is 1 in 8.
     assert sum(r["label"] == "real" and r["source"] is None for r in rows) >= 5
+
+
+def test_a_time_budget_that_cuts_training_short_is_flagged(vestige, tmp_path, torch_one_thread):
+    """Issue 18: a model stopped by its budget before early stopping is never an ordinary result."""
+    from vestige.training import EpochClock
+
+    clock = EpochClock(10, minutes=1e-9)
+    assert "epoch 1/10" in clock.lap() and clock.over_budget()
+    assert clock.metrics() == {"stopped_by": "time budget", "under_trained": True}
+    assert "may be under-trained" in clock.warning()
+    lines: list[str] = []
+    model = FingerprintDetector().fit(training_set(per_source=8, val=4), seed=0,
+                                      options={"epochs": 5, "minutes": 1e-6}, progress=lines.append)
+    assert model.metrics["under_trained"] is True and model.metrics["stopped_by"] == "time budget"
+    assert any("s/epoch, ETA" in line for line in lines) and any("under-trained" in line for line in lines)
+    enough = FingerprintDetector().fit(training_set(per_source=8, val=4), seed=0, options={"epochs": 1})
+    assert enough.metrics["under_trained"] is False and enough.metrics["stopped_by"] == "epochs"
+    # on the command line: a warning, the flag in the registry, and the threads recorded
+    src = tmp_path / "reference"
+    for k, source in enumerate(SOURCES):
+        (src / source).mkdir(parents=True)
+        for i in range(12):
+            (src / source / f"{i:03d}.png").write_bytes(png(k, 90_000 + i))
+    assert vestige("init").exit_code == 0
+    assert vestige("bench", "build", "folders", src, "--out", tmp_path / "tiny", "--val-fraction", "0.25").exit_code == 0
+    cut = vestige("train", "fingerprint", "--dataset", tmp_path / "tiny", "--epochs", "5", "--minutes", "0.000001",
+                  "--threads", "1", "--json")
+    assert cut.exit_code == 0, cut.stderr
+    assert "may be under-trained" in cut.stderr
+    row = json.loads(cut.stdout)
+    assert row["metrics"]["under_trained"] is True and row["info"]["under_trained"] is True
+    assert row["info"]["threads"] == 1 and "--threads 1" in row["info"]["train_command"]
+    assert vestige("train", "fingerprint", "--dataset", tmp_path / "tiny", "--threads", "0").exit_code != 0

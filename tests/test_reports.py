@@ -62,8 +62,8 @@ def test_json_report_is_canonical_valid_and_complete(vestige, analysed, tmp_path
     assert [n["id"] for n in first["near_duplicates"]] == [ids["astronaut-reshared.jpg"]]
     assert document["custody"]["intact"] and document["custody"]["log"][0]["action"] == "case.opened"
     assert document["reproducibility"]["models"] == [
-        {"detector": "cls-a", "detector_version": "1.0.0", "sha256": "ab" * 32, "filename": None}
-    ]
+        {"detector": "cls-a", "detector_version": "1.0.0", "sha256": "ab" * 32, "filename": None, "under_trained": None}
+    ]  # an artifact not in the registry: nothing is known of how its training ended
     assert document["reproducibility"]["configuration"]["store"]["backend"] == "local"
 
 

@@ -208,7 +208,11 @@ def _prepare(detector: Detector, out: Path, *, seed: int, device: str, artifact:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(model.data)
             prepared.info.update(trained=True, artifact_path=str(path.relative_to(out)),
-                                 validation_metrics=dict(model.metrics), calibration=dict(model.calibration))
+                                 validation_metrics=dict(model.metrics), calibration=dict(model.calibration),
+                                 under_trained=bool(model.metrics.get("under_trained")))
+            if prepared.info["under_trained"]:
+                progress(f"{detector.name}: its time budget stopped training before early stopping: "
+                         "its results are marked under-trained")
             if register is not None:
                 prepared.info["registered"] = register(detector, model, path)
         else:
@@ -312,6 +316,8 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         if info.get("error"):
             lines.append(f"| `{name}` | {info['error']} |" + " |" * (len(head) - 2))
             continue
+        if info.get("under_trained"):  # a budget-cut model is never presented as an ordinary result
+            name = f"{name}` (under-trained: stopped by its time budget) `"
         for key, m in summary["results"].get(name, {}).items():
             condition, group = key.split("/")
             cells = [f"`{name}`", condition, group, str(m["n"])]

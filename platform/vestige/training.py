@@ -53,7 +53,77 @@ __all__ = [
 
 #: The source name of camera images.
 REAL = "real"
+#: Why training stopped (``metrics["stopped_by"]``); only the last means the model may not have converged.
+STOPPED_BY = ("early stopping", "epochs", "time budget")
+#: Torch CPU threads a training uses unless told otherwise: one never oversubscribes a shared machine, and a
+#: model trained with one thread replays byte for byte on any machine (``--threads`` sets more).
+DEFAULT_THREADS = 1
 ARTIFACT_METADATA_KEY = "vestige"
+
+
+class EpochClock:
+    """Times a training's epochs: a progress line with the time per epoch and the ETA, the budget check, and
+    why training stopped (``metrics["stopped_by"]``, ``metrics["under_trained"]``).
+
+    ``minutes`` is a wall-clock budget: :meth:`over_budget` is true when one more epoch, at the mean epoch
+    time so far, would end past it.
+    """
+
+    def __init__(self, epochs: int, minutes: float | None = None) -> None:
+        import time
+
+        self._now = time.monotonic
+        self.epochs = max(1, int(epochs))
+        self.minutes = minutes or None
+        self.began = self._now()
+        self.done = 0
+        self.stopped_by = "epochs"
+
+    def lap(self) -> str:
+        """Count one epoch; ``"epoch 3/30, 12.4 s/epoch, ETA 5.6 min"``."""
+        self.done += 1
+        per = (self._now() - self.began) / self.done
+        left = per * (self.epochs - self.done)
+        if self.minutes:
+            left = min(left, max(0.0, self.minutes * 60 - (self._now() - self.began)))
+        return f"epoch {self.done}/{self.epochs}, {per:.1f} s/epoch, ETA {left / 60:.1f} min"
+
+    def over_budget(self) -> bool:
+        if not self.minutes or self.done == 0:
+            return False
+        elapsed = self._now() - self.began
+        if elapsed * (self.done + 1) / self.done > self.minutes * 60:
+            self.stopped_by = "time budget"
+            return True
+        return False
+
+    def early_stop(self) -> None:
+        self.stopped_by = "early stopping"
+
+    def metrics(self) -> dict[str, Any]:
+        """How training ended (no timings: artifacts of the same training must be the same bytes)."""
+        return {"stopped_by": self.stopped_by, "under_trained": self.stopped_by == "time budget"}
+
+    def warning(self) -> str | None:
+        """One line when the budget, not convergence, ended training."""
+        if self.stopped_by != "time budget":
+            return None
+        return (f"the time budget of {self.minutes:g} min stopped training after {self.done} of {self.epochs} epochs, "
+                "before early stopping: the model may be under-trained")
+
+
+def use_threads(threads: int | None) -> int | None:
+    """Set torch's CPU threads (when torch is installed); returns what was set."""
+    if threads is None:
+        return None
+    if threads < 1:
+        raise InvalidInputError(f"--threads must be at least 1, not {threads}")
+    try:
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(int(threads))
+    return int(threads)
 
 
 class NoModelError(VestigeError):

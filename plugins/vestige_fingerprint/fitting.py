@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vestige.errors import InvalidInputError
-from vestige.training import REAL, ArtifactFile, TrainedModel, TrainingSet, pack_artifact
+from vestige.training import REAL, ArtifactFile, EpochClock, TrainedModel, TrainingSet, pack_artifact
 from vestige import calibration
 from vestige_fingerprint.immunisation import RECIPE, Immuniser
 from vestige_fingerprint.nets import architecture, build, stage_count
@@ -181,7 +181,7 @@ class _Trainer:
 
     def run(self, epochs: int, minutes: float | None, train: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
             val: tuple[torch.Tensor, torch.Tensor], phase: str) -> dict[str, Any]:
-        began = time.monotonic()
+        clock = EpochClock(epochs, minutes)
         best_loss, best_epoch, best_state, stale, ran = float("inf"), 0, None, 0, 0
         for epoch in range(1, epochs + 1):
             train_loss = self.epoch(*train(epoch))
@@ -192,18 +192,19 @@ class _Trainer:
                 best_loss, best_epoch, best_state, stale = val_loss, epoch, copy.deepcopy(self.net.state_dict()), 0
             else:
                 stale += 1
-            self.progress(f"{phase} epoch {epoch}: train loss {train_loss:.4f}, validation cross-entropy "
+            self.progress(f"{phase} {clock.lap()}: train loss {train_loss:.4f}, validation cross-entropy "
                           f"{val_loss:.4f}, accuracy {val_acc:.4f}{' (best)' if better else ''}")
             if stale >= PATIENCE:
+                clock.early_stop()
                 self.progress(f"{phase}: no better validation loss for {PATIENCE} epochs, stopping")
                 break
-            elapsed = time.monotonic() - began
-            if minutes is not None and elapsed + elapsed / epoch > minutes * 60 and epoch < epochs:
-                self.progress(f"{phase}: another epoch would overrun the {minutes:g}-minute budget, stopping")
+            if epoch < epochs and clock.over_budget():
+                self.progress(f"{phase}: {clock.warning()}")
                 break
         if best_state is not None:
             self.net.load_state_dict(best_state)
-        return {"epochs_run": ran, "best_epoch": best_epoch, "best_val_cross_entropy": round(best_loss, 6)}
+        return {"epochs_run": ran, "best_epoch": best_epoch, "best_val_cross_entropy": round(best_loss, 6),
+                **clock.metrics()}
 
 
 def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] | None, progress: Progress | None,
@@ -290,6 +291,9 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
     for phase, values in record.items():
         for key, value in values.items():
             metrics[f"{phase}_{key}"] = value
+    # the last phase says how training ended; any phase cut by its budget leaves the model under-trained
+    metrics["stopped_by"] = list(record.values())[-1]["stopped_by"] if record else "epochs"
+    metrics["under_trained"] = any(values["under_trained"] for values in record.values())
     info = {
         "variant": opts["variant"],
         "sources": list(sources),

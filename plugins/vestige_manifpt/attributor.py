@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vestige.training import EpochClock
+
 
 class BasicBlock(nn.Module):
     """Two 3×3 convolutions with batch norm, and a 1×1 projection when the shape changes."""
@@ -135,6 +137,7 @@ def train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
     best = (-1.0, 0, copy.deepcopy(net.state_dict()))
     history = []
     epoch = 0
+    clock = EpochClock(epochs, minutes)
     for epoch in range(1, epochs + 1):
         net.train()
         order = torch.randperm(len(x), generator=generator).to(device)
@@ -151,12 +154,14 @@ def train(net: nn.Module, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
             total += float(loss.detach()) * len(idx)
         accuracy = float((logits(net, x_val).argmax(1) == y_val.cpu().numpy()).mean()) if len(y_val) else 0.0
         history.append({"epoch": epoch, "loss": round(total / len(x), 4), "val_accuracy": round(accuracy, 4)})
-        progress(f"epoch {epoch}: loss {total / len(x):.4f}, validation accuracy {100 * accuracy:.1f} %")
+        progress(f"{clock.lap()}: loss {total / len(x):.4f}, validation accuracy {100 * accuracy:.1f} %")
         if accuracy > best[0]:
             best = (accuracy, epoch, copy.deepcopy(net.state_dict()))
         if (time.monotonic() - began) / 60 > minutes:
-            progress(f"stopping after epoch {epoch}: the {minutes:g}-minute budget is spent")
+            if epoch < epochs:
+                clock.stopped_by = "time budget"
+                progress(f"stopping after epoch {epoch}: {clock.warning()}")
             break
     net.load_state_dict(best[2])
     net.eval()
-    return {"epochs_run": epoch, "best_epoch": best[1], "history": history}
+    return {"epochs_run": epoch, "best_epoch": best[1], "history": history, **clock.metrics()}

@@ -130,6 +130,7 @@ class ManifptDetector(TrainableDetector):
                                     for i, s in enumerate(sources)},
             "ece": calibration.expected_calibration_error(probs, labels),
             "unknown_rate": float(np.mean(probs.max(1) < threshold)) if len(labels) else None,
+            "stopped_by": history["stopped_by"], "under_trained": history["under_trained"],
             "real_examples": len(real_kept), "reference_images": len(reference), "train_artifacts": int(len(y)),
             "train_artifacts_mean_abs": float(x.abs().mean()),
             "train_real_artifact_mean_abs": float(x[y == index.get(REAL, -1)].abs().mean()) if REAL in index else None,

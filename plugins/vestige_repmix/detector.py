@@ -65,7 +65,6 @@ class RepMixDetector(TrainableDetector):
         TrainOption("lr", float, 1e-3, "Adam's learning rate (multiplied by --lr-decay after each epoch)."),
         TrainOption("lr_decay", float, 0.85, "Learning-rate factor per epoch (the paper's 0.85; a slower decay "
                     "lets more epochs still learn)."),
-        TrainOption("threads", int, 0, "Torch CPU threads (0: torch's default)."),
     )
 
     domain_features = "the L2-normalised 256-d embedding both heads read"
@@ -86,14 +85,10 @@ class RepMixDetector(TrainableDetector):
     def train_network(self, data: TrainingSet, *, seed: int = 0, options: Mapping[str, Any] | None = None,
                       progress: Callable[[str], None] | None = None) -> tuple[Any, dict, Any, dict]:
         """The trained network, its hyper-parameters, the recipe and what training measured (no artifact yet)."""
-        import torch
-
         from vestige_repmix.fitting import fit_network, input_size
         from vestige_repmix.nets import architecture
 
         options = dict(options or {})
-        if options.get("threads"):
-            torch.set_num_threads(int(options["threads"]))
         recipe = _recipe(options)
         if REAL not in data.sources and recipe.compound:
             # The detection head learns real against synthetic: without real images it has nothing to learn,

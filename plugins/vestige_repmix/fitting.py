@@ -35,7 +35,7 @@ from PIL import Image
 from torch.nn import functional as F
 
 from vestige.calibration import fit_temperature, open_set_threshold, softmax
-from vestige.training import REAL, Example, TrainingSet
+from vestige.training import REAL, EpochClock, Example, TrainingSet
 from vestige_repmix.nets import RepMixNet, gate, mixed_cross_entropy, sample_alpha
 
 AUGMENT_P = 0.95
@@ -167,6 +167,7 @@ def fit_network(data: TrainingSet, hyper: Mapping[str, Any], recipe: Recipe, *, 
     began = time.monotonic()
     best = (math.inf, -1, copy.deepcopy(net.state_dict()))
     history = []
+    clock = EpochClock(recipe.epochs, recipe.minutes)
     for epoch in range(recipe.epochs):
         epoch_rng = np.random.default_rng([seed, 2, epoch])
         order = epoch_rng.permutation(len(train_images))
@@ -183,17 +184,17 @@ def fit_network(data: TrainingSet, hyper: Mapping[str, Any], recipe: Recipe, *, 
         accuracy = float((logits.argmax(1) == y_val.numpy()).mean())
         history.append({"epoch": epoch + 1, "train_loss": round(running / max(1, steps), 4),
                         "val_loss": round(val_loss, 4), "val_accuracy": round(accuracy, 4)})
-        progress(f"epoch {epoch + 1}: train loss {running / max(1, steps):.4f}, validation loss {val_loss:.4f}, "
+        progress(f"{clock.lap()}: train loss {running / max(1, steps):.4f}, validation loss {val_loss:.4f}, "
                  f"attribution accuracy {accuracy:.3f}")
         if val_loss < best[0]:
             best = (val_loss, epoch, copy.deepcopy(net.state_dict()))
         elif epoch + 1 >= MIN_EPOCHS and epoch - best[1] >= PATIENCE:
+            clock.early_stop()
             progress(f"early stop: no better validation loss for {PATIENCE} epochs")
             break
-        elapsed = time.monotonic() - began
         # Stop before an epoch that would end past the budget (epochs take minutes on a shared CPU).
-        if recipe.minutes and elapsed * (epoch + 2) / (epoch + 1) > recipe.minutes * 60:
-            progress(f"time budget of {recipe.minutes} min reached ({elapsed / 60:.1f} min, {epoch + 1} epochs)")
+        if epoch + 1 < recipe.epochs and clock.over_budget():
+            progress(clock.warning())
             break
     net.load_state_dict(best[2])
     _, logits = evaluate(net, x_val, y_val, compound=recipe.compound, num_classes=num_classes)
@@ -208,6 +209,7 @@ def fit_network(data: TrainingSet, hyper: Mapping[str, Any], recipe: Recipe, *, 
         "detection_accuracy": (round(float(((predicted > 0) == (labels > 0)).mean()), 4)
                                if data.sources[0] == REAL else None),  # real is first when present
         "temperature": temperature, "threshold": threshold, "minutes": round((time.monotonic() - began) / 60, 2),
+        **clock.metrics(),
         "history": history,
     }
     return net, report

@@ -193,16 +193,20 @@ def _report_dataset(dataset, seconds: float) -> None:  # noqa: ANN001 - a vestig
 @click.option("--limit", type=click.IntRange(1), default=None, help="At most N test images per condition.")
 @click.option("--device", default="cpu", show_default=True, help="Where detectors train and run.")
 @click.option("--record", is_flag=True, help="Append the table to docs/benchmarks.md with the command and the commit.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="Torch CPU threads for training and evaluation (more than the free cores slows it down).")
 @click.pass_context
 def bench_run(ctx: click.Context, dataset_path: Path, detectors: str, out: Path, seed: int, models: tuple[str, ...],
-              options: tuple[str, ...], limit: int | None, device: str, record: bool) -> None:
+              options: tuple[str, ...], limit: int | None, device: str, record: bool, threads: int) -> None:
     """Train where needed, evaluate every test condition, write a Markdown table, JSON and confusion pictures."""
     from vestige.datasets import open_dataset
     from vestige.errors import InvalidInputError
     from vestige.harness import parse_options, record_results, run_benchmark
     from vestige.plugins import select_detectors
+    from vestige.training import use_threads
 
     state: State = ctx.find_object(State)
+    use_threads(threads)
     names = [n.strip() for n in detectors.split(",") if n.strip()]
     if not names:
         raise InvalidInputError("--detectors names no detector; give a comma-separated list (`vestige plugins` shows them)")

@@ -15,7 +15,7 @@ from vestige.domain import ACCUSATION_RATE, NOVELTY_KEEP
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.plugins import get_detectors
-from vestige.training import TrainableDetector
+from vestige.training import DEFAULT_THREADS, TrainableDetector, use_threads
 
 
 @contextlib.contextmanager
@@ -235,6 +235,8 @@ def _train_command(detector: TrainableDetector) -> click.Command:
         click.Option(["--out"], type=click.Path(path_type=Path), default=None,
                      help="Also write the artifact file here (a file name or a folder)."),
         click.Option(["--json", "as_json"], is_flag=True, help="Print the registered artifact as JSON."),
+        click.Option(["--threads"], type=click.IntRange(1), default=DEFAULT_THREADS, show_default=True,
+                     help="Torch CPU threads (more than the free cores slows training down; one replays byte for byte)."),
     ]
     for option in detector.train_options:
         flag = "--" + option.name.replace("_", "-")
@@ -248,9 +250,9 @@ def _train_command(detector: TrainableDetector) -> click.Command:
 
     @click.pass_obj
     def run(state: State, dataset: Path, seed: int, device: str, make_default: bool, out: Path | None,
-            as_json: bool, **options: Any) -> None:
+            as_json: bool, threads: int, **options: Any) -> None:
         _train(state, detector, dataset, seed=seed, device=device, make_default=make_default, out=out,
-               as_json=as_json, options={k: v for k, v in options.items() if k in names})
+               as_json=as_json, threads=threads, options={k: v for k, v in options.items() if k in names})
 
     return click.Command(detector.name, params=params, callback=run,
                          help=f"Train {detector.name} ({detector.description}) and register the artifact.")
@@ -267,7 +269,8 @@ def _resolve_device(device: str) -> str:
 
 
 def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, seed: int, device: str,
-           make_default: bool, out: Path | None, as_json: bool, options: dict[str, Any]) -> None:
+           make_default: bool, out: Path | None, as_json: bool, options: dict[str, Any],
+           threads: int = DEFAULT_THREADS) -> None:
     from vestige import domainfit
     from vestige.datasets import open_dataset
 
@@ -278,15 +281,18 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
     def progress(message: str) -> None:
         click.echo(f"[{time.monotonic() - began:7.1f}s] {detector.name}: {message}", err=True)
 
-    progress(f"training on {dataset_path} ({dataset.sha256[:12]}), seed {seed}")
-    replay = [f"vestige train {detector.name} --dataset {dataset_path} --seed {seed}"]
+    use_threads(threads)
+    progress(f"training on {dataset_path} ({dataset.sha256[:12]}), seed {seed}, {threads} thread(s)")
+    replay = [f"vestige train {detector.name} --dataset {dataset_path} --seed {seed} --threads {threads}"]
     for key, value in sorted(options.items()):
         flag = "--" + key.replace("_", "-")
         replay.append(flag if value is True else "" if value is False or value is None else f"{flag} {value}")
     model = domainfit.train(detector, dataset.training_set(pm=state.pm), seed=seed, options=options, progress=progress,
                             device=_resolve_device(device), command=" ".join(part for part in replay if part))
     minutes = (time.monotonic() - began) / 60
-    info = {"train_command": " ".join(part for part in replay if part), "train_minutes": round(minutes, 2), "seed": seed, "options": options, "dataset": str(dataset_path)}
+    info = {"train_command": " ".join(part for part in replay if part), "train_minutes": round(minutes, 2), "seed": seed,
+            "options": options, "dataset": str(dataset_path), "threads": threads,
+            "under_trained": bool(model.metrics.get("under_trained"))}
     with workspace.db.session() as session:
         registry = Registry(session, workspace.store)
         row = registry.register_trained(detector, model, dataset_sha256=dataset.sha256, info=info,
@@ -294,6 +300,9 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
         data = artifact_dict(row)
         if out is not None:
             registry.export(row, out)
+    if model.metrics.get("under_trained"):
+        click.echo(f"warning: {detector.name}: its time budget stopped training before early stopping; the model "
+                   "may be under-trained (models show and reports say so)", err=True)
     if as_json:
         echo_json(data)
     else:

@@ -193,7 +193,9 @@ def _models(session: Session, images: Sequence[dict[str, Any]]) -> list[dict[str
     artifacts = {a.sha256: a for a in session.execute(
         sa.select(ModelArtifact).where(ModelArtifact.sha256.in_([sha for _, _, sha in used]))).scalars()}
     return [{"detector": name, "detector_version": version, "sha256": sha,
-             "filename": artifacts[sha].filename if sha in artifacts else None}
+             "filename": artifacts[sha].filename if sha in artifacts else None,
+             # a model whose time budget ended its training before it converged is never shown as ordinary
+             "under_trained": bool((artifacts[sha].metrics or {}).get("under_trained")) if sha in artifacts else None}
             for name, version, sha in used]
 
 

@@ -240,7 +240,8 @@ def _case_story(doc: dict[str, Any], s: _Styles) -> list[Any]:
     story.append(Paragraph("Model weights", s.h3))
     if repro["models"]:
         rows = [["detector", "version", "file", "SHA-256"]] + [
-            [m["detector"], m["detector_version"], m["filename"] or "-", m["sha256"]] for m in repro["models"]
+            [m["detector"], m["detector_version"], (m["filename"] or "-") + (" (under-trained: its time budget ended training)"
+                                                               if m.get("under_trained") else ""), m["sha256"]] for m in repro["models"]
         ]
         story.append(_table(rows, s.code, [28 * mm, 16 * mm, 36 * mm, PAGE_WIDTH - 80 * mm]))
     else:
