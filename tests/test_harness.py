@@ -15,7 +15,7 @@ import benchkit
 from vestige.attribution_metrics import auroc, confusion_matrix, macro_f1, normalized_mutual_information
 from vestige.dataset_builders import build_folders
 from vestige.datasets import Dataset, Record
-from vestige.harness import condition_metrics, git_commit, markdown_table, run_benchmark
+from vestige.harness import SINGLE_CONDITIONS, condition_metrics, git_commit, markdown_table, run_benchmark
 from vestige.plugin import Finding
 from vestige.plugins import get_plugin_manager, register_plugin
 
@@ -120,7 +120,8 @@ def test_a_run_trains_evaluates_every_condition_and_writes_json_markdown_and_pic
     summary = run_benchmark(dataset, detectors, out, seed=1, register=lambda d, m, p: registered.append((d.name, p)) or "ok")
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["dataset"]["sha256"] == dataset.sha256 and on_disk["results"] == json.loads(json.dumps(summary["results"]))
-    assert on_disk["conditions"] == ["clean/seen", "seen-perturbations/seen", "unseen-perturbations/seen", "reshared/seen"]
+    assert on_disk["conditions"] == ["clean/seen", "seen-perturbations/seen", "unseen-perturbations/seen", "reshared/seen",
+                                     *(f"{c}/seen" for c in SINGLE_CONDITIONS)]
     colour = summary["results"]["test-mean-colour"]
     chance = 1 / 3
     assert colour["clean/seen"]["attribution_accuracy"] >= 0.9 > chance + 0.5
@@ -142,7 +143,11 @@ def test_a_run_trains_evaluates_every_condition_and_writes_json_markdown_and_pic
     assert "| `test-mean-colour` | clean | seen | 18 |" in markdown and "| verifier | condition |" in markdown
     with Image.open(out / colour["clean/seen"]["picture"]) as picture:
         assert picture.format == "PNG" and picture.width > 100
-    assert len(list(out.glob("confusion-*.png"))) == 3 * 4
+    assert len(list(out.glob("confusion-*.png"))) == 3 * (4 + len(SINGLE_CONDITIONS))
+    # one re-sharing step at a time: a JPEG step reaches the detector as a JPEG file, a resize at its new size
+    jpeg = colour["jpeg-50/seen"]
+    assert jpeg["n"] == 18 and jpeg["attribution_accuracy"] >= 0.8  # mean colour survives JPEG 50
+    assert "| `test-mean-colour` | resize-0.75+jpeg-75 | seen | 18 |" in markdown
 
 
 def test_limit_takes_the_same_share_of_each_source(dataset: Dataset, tmp_path: Path) -> None:

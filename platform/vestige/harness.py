@@ -29,11 +29,11 @@ from typing import Any
 from vestige.attribution_metrics import accuracy, auroc, confusion_matrix, macro_f1, normalized_mutual_information
 from vestige.datasets import CLASS_GROUPS, CONDITIONS, Dataset, Record, seeded_rng
 from vestige import domainfit
-from vestige.detect import run_detector
+from vestige.detect import make_input, run_detector
 from vestige.errors import InvalidInputError
 from vestige.pictures import confusion_png
-from vestige.plugin import Detector, Finding
-from vestige.plugins import VestigePluginManager, format_exception_line
+from vestige.plugin import Detector, Finding, ImageInput
+from vestige.plugins import VestigePluginManager, format_exception_line, get_plugin_manager
 from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet
 
 __all__ = ["RESULTS_FORMAT", "condition_metrics", "markdown_table", "parse_options", "predicted_source",
@@ -229,13 +229,30 @@ def _prepare(detector: Detector, out: Path, *, seed: int, device: str, artifact:
     return prepared
 
 
+#: One re-sharing step at a time, as the papers report them (issue 18), applied to the clean test images with
+#: the perturbation plugin's operations; the last step's file is what the detector gets (a JPEG stays a JPEG).
+SINGLE_CONDITIONS: dict[str, tuple[dict[str, Any], ...]] = {
+    "jpeg-90": ({"op": "jpeg", "params": {"quality": 90}},),
+    "jpeg-75": ({"op": "jpeg", "params": {"quality": 75}},),
+    "jpeg-50": ({"op": "jpeg", "params": {"quality": 50}},),
+    "resize-0.75": ({"op": "resize", "params": {"scale": 0.75}},),
+    "resize-0.5": ({"op": "resize", "params": {"scale": 0.5}},),
+    "blur-1": ({"op": "blur", "params": {"radius": 1.0}},),
+    "crop-0.9": ({"op": "crop", "params": {"fraction": 0.9}},),
+    "resize-0.75+jpeg-75": ({"op": "resize", "params": {"scale": 0.75}}, {"op": "jpeg", "params": {"quality": 75}}),
+}
+
+
 def run_benchmark(dataset: Dataset, detectors: Sequence[Detector], out: Path, *, seed: int = 0,
                   artifacts: Mapping[str, ArtifactFile] | None = None, options: Mapping[str, Mapping[str, Any]] | None = None,
                   limit: int | None = None, device: str = "cpu", command: str = "", register: Register | None = None,
-                  progress: Progress = _quiet, pm: VestigePluginManager | None = None) -> dict[str, Any]:
+                  progress: Progress = _quiet, pm: VestigePluginManager | None = None,
+                  single_conditions: bool = True) -> dict[str, Any]:
     """Train (where needed) and evaluate ``detectors`` on ``dataset``; write results.json, results.md and pictures to ``out``.
 
-    ``pm`` provides the perturbation operations for training augmentation (the configured plugins; default: all installed).
+    ``pm`` provides the perturbation operations for training augmentation and the single conditions (the
+    configured plugins; default: all installed). ``single_conditions``: also every condition of
+    :data:`SINGLE_CONDITIONS`, applied to the clean test images as they are evaluated.
     """
     artifacts, options = dict(artifacts or {}), dict(options or {})
     out.mkdir(parents=True, exist_ok=True)
@@ -252,12 +269,9 @@ def run_benchmark(dataset: Dataset, detectors: Sequence[Detector], out: Path, *,
                          training=training, register=register, progress=progress) for d in detectors]
     results: dict[str, dict[str, Any]] = {p.detector.name: {} for p in prepared}
     timings: dict[str, dict[str, float]] = {p.detector.name: {} for p in prepared}
-    conditions = []
-    for condition in CONDITIONS:
-        records = _select(dataset.records(split="test", condition=condition), limit, seed, condition, dataset.sources)
-        if not records:
-            continue
-        inputs = dataset.inputs(records)
+    conditions: list[str] = []
+
+    def evaluate(condition: str, records: Sequence[Record], inputs: Sequence[ImageInput]) -> None:
         groups = {g: [i for i, r in enumerate(records) if dataset.class_group(r) == g] for g in CLASS_GROUPS}
         for p in (p for p in prepared if p.ready):
             started = time.perf_counter()
@@ -278,6 +292,22 @@ def run_benchmark(dataset: Dataset, detectors: Sequence[Detector], out: Path, *,
                 if key not in conditions:
                     conditions.append(key)
             progress(f"{p.detector.name}: {condition} ({len(records)} images) in {timings[p.detector.name][condition]:.1f} s")
+
+    for condition in CONDITIONS:
+        records = _select(dataset.records(split="test", condition=condition), limit, seed, condition, dataset.sources)
+        if records:
+            evaluate(condition, records, dataset.inputs(records))
+    if single_conditions:
+        from vestige.derivatives import apply_chain, get_perturbations
+
+        available = get_perturbations(pm or get_plugin_manager())
+        clean = _select(dataset.records(split="test", condition="clean"), limit, seed, "clean", dataset.sources)
+        originals = dataset.inputs(clean)
+        for condition, operations in SINGLE_CONDITIONS.items():
+            inputs = [make_input(apply_chain(item.image.copy(), operations, available,
+                                             seed=f"{seed}:{condition}:{record.path}".encode()), name=record.path)
+                      for record, item in zip(clean, originals)]
+            evaluate(condition, clean, inputs)
     summary = {
         "format": RESULTS_FORMAT,
         "command": command,

@@ -195,9 +195,13 @@ def _report_dataset(dataset, seconds: float) -> None:  # noqa: ANN001 - a vestig
 @click.option("--record", is_flag=True, help="Append the table to docs/benchmarks.md with the command and the commit.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
               help="Torch CPU threads for training and evaluation (more than the free cores slows it down).")
+@click.option("--single-conditions/--no-single-conditions", default=True, show_default=True,
+              help="Also JPEG 90/75/50, resize 0.75/0.5, blur σ 1, crop 0.9 and resize 0.75 then JPEG 75, one at a "
+                   "time on the clean test images.")
 @click.pass_context
 def bench_run(ctx: click.Context, dataset_path: Path, detectors: str, out: Path, seed: int, models: tuple[str, ...],
-              options: tuple[str, ...], limit: int | None, device: str, record: bool, threads: int) -> None:
+              options: tuple[str, ...], limit: int | None, device: str, record: bool, threads: int,
+              single_conditions: bool) -> None:
     """Train where needed, evaluate every test condition, write a Markdown table, JSON and confusion pictures."""
     from vestige.datasets import open_dataset
     from vestige.errors import InvalidInputError
@@ -220,7 +224,7 @@ def bench_run(ctx: click.Context, dataset_path: Path, detectors: str, out: Path,
     dataset = open_dataset(dataset_path)
     summary = run_benchmark(dataset, chosen, out, seed=seed, artifacts=artifacts, options=fit_options, limit=limit,
                             device=device, command=_command_line(ctx), register=_registrar(state, dataset),
-                            progress=_progress, pm=state.pm)
+                            progress=_progress, pm=state.pm, single_conditions=single_conditions)
     click.echo((out / "results.md").read_text(), nl=False)
     _progress(f"wrote {out / 'results.json'}, {out / 'results.md'} and the confusion pictures")
     if record:
