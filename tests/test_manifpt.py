@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from vestige import domainfit
-from vestige.detect import make_input
+from vestige.detect import make_input, run_detector
 from vestige.errors import InvalidInputError
 from vestige.training import REAL, ArtifactFile, Example, TrainingSet
 from vestige_manifpt import detector as detector_module
@@ -404,3 +404,26 @@ def test_the_shipped_model_attributes_zoo_samples_through_vestige_detect(vestige
     for finding in findings:
         assert [p["name"] for p in finding["pictures"]] == ["artifact.png", "nearest-reference.png"]
         assert all(p["media_type"] == "image/png" and p["size"] > 100 for p in finding["pictures"])
+
+
+def test_a_dataset_of_generators_only_trains_with_a_reference_from_elsewhere(tmp_path: Path) -> None:
+    """Issue 18: a lab attributing among generators has no real images; the manifold comes from elsewhere."""
+    generators = SOURCES[1:]
+    pick = lambda xs: [e for e in xs if e.source != REAL]  # noqa: E731
+    data = TrainingSet(train=pick(_examples(12, 21, "train")), validation=pick(_examples(4, 22, "val")),
+                       sources=generators, name="generators only", dataset_sha256="0" * 64)
+    with pytest.raises(ManifptError, match="give --reference"):
+        ManifptDetector().fit(data, seed=0, options=OPTIONS)
+    real = [e for e in _examples(20, 23, "lab") if e.source == REAL]
+    path = tmp_path / "reference.safetensors"
+    path.write_bytes(pack(from_images([e.image for e in real]), version="0.1.0", info={"folder": "lab"}))
+    model = domainfit.train(ManifptDetector(), data, seed=0, options={**OPTIONS, "reference": str(path), "epochs": 8})
+    artifact = ArtifactFile.from_bytes(model.data)
+    assert artifact.info["sources"] == list(generators) and model.metrics["real_examples"] == 0
+    assert artifact.domain["accusation"] is None
+    detector = ManifptDetector()
+    detector.use_artifact(artifact)
+    test = pick(_examples(6, 24, "test"))
+    findings = run_detector(detector, [e.image for e in test])
+    assert not any(f.label == "real" for f in findings)
+    assert np.mean([f.evidence["attributed"] == e.source for f, e in zip(findings, test)]) >= 0.6
