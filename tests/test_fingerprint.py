@@ -431,3 +431,23 @@ def test_a_time_budget_that_cuts_training_short_is_flagged(vestige, tmp_path, to
     assert row["metrics"]["under_trained"] is True and row["info"]["under_trained"] is True
     assert row["info"]["threads"] == 1 and "--threads 1" in row["info"]["train_command"]
     assert vestige("train", "fingerprint", "--dataset", tmp_path / "tiny", "--threads", "0").exit_code != 0
+
+
+def test_resharing_augmentation_is_recorded_and_widens_the_validated_jpeg_range(torch_one_thread):
+    """Issue 18: --augment re-shares a share of the training images every epoch (crop, resize, blur, JPEG)."""
+    from vestige_fingerprint.immunisation import RESHARING, Resharer
+
+    picture = picture_of = make_input(png(1, 5), name="p.png").image  # noqa: F841
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    assert np.array_equal(np.asarray(Resharer()(picture, rng_a)), np.asarray(Resharer()(picture_of, rng_b)))
+    assert Resharer()(picture, np.random.default_rng(1)).size == picture.size
+    data = training_set(per_source=8, val=4)
+    model = FingerprintDetector().fit(data, seed=0, options={"epochs": 1, "augment": 0.7})
+    artifact = ArtifactFile.from_bytes(model.data)
+    assert artifact.info["augment"] == 0.7 and artifact.info["resharing"] == RESHARING
+    assert "val_accuracy_perturbed" in model.metrics  # calibrated on the clean and a re-shared validation copy
+    detector = FingerprintDetector()
+    detector.use_artifact(artifact)
+    assert detector.augmentation_domain()["jpeg_qualities"] == [40, 95]
+    with pytest.raises(InvalidInputError, match="at most 1"):
+        FingerprintDetector().fit(data, seed=0, options={"epochs": 1, "augment": 1.5})

@@ -38,10 +38,14 @@ class FingerprintDetector(TrainableDetector):
     device = "gpu"
     batch_size = 256
     train_options = (
-        TrainOption("variant", str, "image", "image: CNN classifier; autoencoder: image and model fingerprints",
+        TrainOption("variant", str, "image", "image: CNN classifier (the training default); autoencoder: image and "
+                    "model fingerprints (the shipped default model is an immunised auto-encoder)",
                     choices=("image", "autoencoder")),
         TrainOption("immunize", bool, False, "After clean training, fine-tune on perturbed images (noise, blur, "
                     "JPEG, crop-resize, each with p = 0.5)"),
+        TrainOption("augment", float, 0.0, "Share of training images re-shared afresh every epoch from the first "
+                    "(crop 0.8–1, resize 0.5–1, blur σ 0.3–1.5, JPEG 40–95, each with p = 0.5); early stopping and "
+                    "calibration then also see a re-shared copy of the validation split. 0: none"),
         TrainOption("epochs", int, 30, "Most epochs of clean training (early stopping on validation loss); "
                     "0 with --start-from to only immunise"),
         TrainOption("immunize_epochs", int, 10, "Most epochs of immunisation"),
@@ -120,12 +124,20 @@ class FingerprintDetector(TrainableDetector):
         return self._runtime
 
     def augmentation_domain(self) -> Mapping[str, Any]:
-        if not self.require_artifact().info.get("immunized"):
-            return {}
-        from vestige_fingerprint.immunisation import RECIPE
+        from vestige_fingerprint.immunisation import RECIPE, RESHARING
 
-        return {"perturbations": ["crop-resize-back", "gaussian-blur", "gaussian-noise", "jpeg"],
-                "jpeg_qualities": list(RECIPE["jpeg"]["quality"])}
+        info = self.require_artifact().info
+        perturbations: list[str] = []
+        qualities: list[int] = []
+        if info.get("immunized"):
+            perturbations += ["crop-resize-back", "gaussian-blur", "gaussian-noise", "jpeg"]
+            qualities += list(RECIPE["jpeg"]["quality"])
+        if info.get("augment"):
+            perturbations += ["crop-resize-back", "resize-down-up", "gaussian-blur", "jpeg"]
+            qualities += list(RESHARING["jpeg"]["quality"])
+        if not perturbations:
+            return {}
+        return {"perturbations": sorted(set(perturbations)), "jpeg_qualities": [min(qualities), max(qualities)]}
 
     def _scored(self, batch: Sequence[ImageInput]) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
         info = self.require_artifact().info

@@ -38,7 +38,7 @@ from PIL import Image
 from vestige.errors import InvalidInputError
 from vestige.training import REAL, ArtifactFile, EpochClock, TrainedModel, TrainingSet, pack_artifact
 from vestige import calibration
-from vestige_fingerprint.immunisation import RECIPE, Immuniser
+from vestige_fingerprint.immunisation import RECIPE, RESHARING, Immuniser, Resharer
 from vestige_fingerprint.nets import architecture, build, stage_count
 from vestige_fingerprint.preprocess import fit_to_side, training_side
 from vestige_fingerprint.runtime import Runtime, fp16_arrays, to_float
@@ -80,6 +80,9 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         immunize = immunize.strip().lower() in ("1", "true", "yes", "on")
     out["immunize"] = bool(immunize)
     out["epochs"] = number("epochs", int, 30, 0)
+    out["augment"] = number("augment", float, 0.0, 0.0)
+    if out["augment"] > 1.0:
+        raise InvalidInputError(f"fingerprint option augment is a share of the training images, at most 1, not {out['augment']}")
     out["immunize_epochs"] = number("immunize_epochs", int, 10, 1)
     out["minutes"] = number("minutes", float, None, 0.0)
     out["batch_size"] = number("batch_size", int, 32, 1)
@@ -253,15 +256,35 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         x_train, y_train = torch.from_numpy(train_pixels), torch.from_numpy(train_labels)
         x_val, y_val = torch.from_numpy(val_pixels), torch.from_numpy(val_labels)
         record: dict[str, Any] = {}
-        if opts["epochs"]:
-            record["clean"] = trainer.run(opts["epochs"], opts["minutes"], lambda _: (x_train, y_train), (x_val, y_val),
-                                          "clean")
         calibration_pixels, calibration_labels = val_pixels, val_labels
+        if opts["augment"]:
+            # Re-sharing augmentation from the first epoch; early stopping and calibration on the clean and a
+            # re-shared copy of the validation split, so the model is chosen for how it does after re-sharing.
+            resharer = Resharer()
+            val_reshared = _perturbed(val_pictures, resharer, np.random.default_rng([seed, 0x2A]))
+            calibration_pixels = np.concatenate([val_pixels, val_reshared])
+            calibration_labels = np.concatenate([val_labels, val_labels])
+            x_val, y_val = torch.from_numpy(calibration_pixels), torch.from_numpy(calibration_labels)
+
+            def reshared_train(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+                rng = np.random.default_rng([seed, 0x2B, epoch])
+                chosen = rng.random(len(train_pictures)) < opts["augment"]
+                pixels = train_pixels.copy()
+                for i in np.flatnonzero(chosen):
+                    pixels[i] = np.asarray(resharer(train_pictures[i], rng), dtype=np.uint8).transpose(2, 0, 1)
+                return torch.from_numpy(pixels), y_train
+
+            train_phase: Callable[[int], tuple[torch.Tensor, torch.Tensor]] = reshared_train
+        else:
+            train_phase = lambda _: (x_train, y_train)  # noqa: E731
+        if opts["epochs"]:
+            record["clean"] = trainer.run(opts["epochs"], opts["minutes"], train_phase, (x_val, y_val),
+                                          "augmented" if opts["augment"] else "clean")
         if opts["immunize"]:
             immuniser = Immuniser()
             val_perturbed = _perturbed(val_pictures, immuniser, np.random.default_rng([seed, 0x1A]))
-            calibration_pixels = np.concatenate([val_pixels, val_perturbed])
-            calibration_labels = np.concatenate([val_labels, val_labels])
+            calibration_pixels = np.concatenate([calibration_pixels, val_perturbed])
+            calibration_labels = np.concatenate([calibration_labels, val_labels])
 
             def perturbed_train(epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
                 rng = np.random.default_rng([seed, 0x1B, epoch])
@@ -280,7 +303,7 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
     logits = runtime.score(calibration_pixels)["logits"]
     fitted = _calibrate(logits, calibration_labels, sources, keep=opts["keep"])
     metrics = dict(fitted["metrics"])
-    if opts["immunize"] and len(val_labels):
+    if (opts["immunize"] or opts["augment"]) and len(val_labels):
         n = len(val_labels)
         predicted = logits.argmax(1)
         metrics["val_accuracy_clean"] = round(float((predicted[:n] == val_labels).mean()), 6)
@@ -306,6 +329,8 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         "open_set": {"rule": OPEN_SET_RULE, "keep": opts["keep"], "threshold": fitted["threshold"]},
         "immunized": opts["immunize"],
         "immunisation": RECIPE if opts["immunize"] else None,
+        "augment": opts["augment"],
+        "resharing": RESHARING if opts["augment"] else None,
         "dataset_sha256": data.dataset_sha256,
         "seed": seed,
         "started_from": None if start is None else start.sha256,
