@@ -109,7 +109,7 @@ def image_record(session: Session, image: Image) -> dict[str, Any]:
         "hashes": {"phash": _hex(image.phash), "dhash": _hex(image.dhash), "whash": _hex(image.whash),
                    "colorhash": _hex(image.colorhash)},
         "occurrences": [
-            {"filename": o.original_filename, "container": o.container, "source": o.source,
+            {"filename": o.original_filename, "container": o.container, "member_index": o.member_index, "source": o.source,
              "acquired_by": o.acquired_by, "acquired_at": o.acquired_at.isoformat()}
             for o in image.occurrences
         ],

@@ -117,14 +117,16 @@ class Ingester:
         try:
             data = self._read(candidate, label)
             facts = inspect_image(data, name=label, limits=self.image_limits)
-            self.add_image(data, facts, filename=candidate.name, container=candidate.container)
+            self.add_image(data, facts, filename=candidate.name, container=candidate.container,
+                           member_index=candidate.member_index)
         except VestigeError as exc:
             self.summary.rejected.append({"file": label, "reason": str(exc)})
 
     def _read(self, candidate: Candidate, label: str) -> bytes:
         assert candidate.path is not None
         if candidate.member is not None:
-            return read_member(candidate.path, candidate.member, self.archive_limits)
+            assert candidate.member_index is not None
+            return read_member(candidate.path, candidate.member, candidate.member_index, self.archive_limits)
         try:
             size = candidate.path.stat().st_size
             if size > self.image_limits.max_bytes:
@@ -142,6 +144,7 @@ class Ingester:
         *,
         filename: str,
         container: str | None = None,
+        member_index: int | None = None,
         origin: str = "evidence",
     ) -> Image:
         """Record one validated image (or one more occurrence of an existing one) in the case."""
@@ -150,14 +153,16 @@ class Ingester:
             sa.select(Image).where(Image.case_id == self.case.id, Image.blob_sha256 == facts.sha256)
         ).scalar_one_or_none()
         occurrence = ImageOccurrence(
-            original_filename=filename, container=container, source=acq.source, acquired_by=acq.actor, acquired_at=acq.at
+            original_filename=filename, container=container, member_index=member_index, source=acq.source,
+            acquired_by=acq.actor, acquired_at=acq.at,
         )
         if existing is not None:
             existing.occurrences.append(occurrence)
             session.flush()
             record_event(
                 session, self.case, actor=acq.actor, action="image.duplicate",
-                details={"image_id": existing.id, "sha256": facts.sha256, "file": filename, "container": container},
+                details={"image_id": existing.id, "sha256": facts.sha256, "file": filename, "container": container,
+                         **_member(member_index)},
             )
             self.summary.duplicates.append({"file": filename, "image_id": existing.id, "sha256": facts.sha256})
             return existing
@@ -192,7 +197,12 @@ class Ingester:
         record_event(
             session, self.case, actor=acq.actor, action="image.ingested",
             details={"image_id": image.id, "sha256": facts.sha256, "file": filename, "container": container,
-                     "source": acq.source, "size": facts.size, "origin": origin},
+                     **_member(member_index), "source": acq.source, "size": facts.size, "origin": origin},
         )
         self.summary.ingested.append({"file": filename, "image_id": image.id, "sha256": facts.sha256})
         return image
+
+
+def _member(index: int | None) -> dict:
+    # Only archive members carry a position, so events of plain files keep their old shape.
+    return {} if index is None else {"member_index": index}

@@ -190,6 +190,8 @@ class ImageOccurrence(Base):
     original_filename: Mapped[str] = mapped_column(sa.String(1024))
     #: The archive the file came out of, if any.
     container: Mapped[str | None] = mapped_column(sa.String(1024))
+    #: The member's position in the archive's central directory (names may repeat within one archive).
+    member_index: Mapped[int | None] = mapped_column()
     source: Mapped[str] = mapped_column(sa.String(1000), default="")
     acquired_by: Mapped[str] = mapped_column(sa.String(200))
     acquired_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
