@@ -69,3 +69,89 @@ def test_a_bundle_with_a_member_added_under_a_signed_name_fails(vestige, case, t
     result = vestige("verify", bundle)
     assert result.exit_code == 1
     assert "appears twice in the bundle" in result.stdout + result.stderr
+
+
+def _ingest_at_once(workspace, references: list[str], path: Path, monkeypatch) -> list[object]:
+    """Ingest ``path`` into each case from its own thread and session, both past the duplicate check at once.
+
+    The store's ``put`` runs after an ingest has looked for an existing image and
+    before it records the blob: a barrier there makes the two ingests meet in the
+    window a real race hits by chance. An ingest that must wait for the other
+    (the fix serialises them) gives up on the barrier after two seconds.
+    """
+    import threading
+
+    import sqlalchemy as sa
+
+    from vestige.db.models import Case
+    from vestige.ingest import Acquisition, Ingester
+
+    barrier = threading.Barrier(len(references))
+    put = type(workspace.store).put
+
+    def put_together(store, data):
+        try:
+            barrier.wait(timeout=2)
+        except threading.BrokenBarrierError:
+            pass
+        return put(store, data)
+
+    monkeypatch.setattr(type(workspace.store), "put", put_together)
+    outcomes: list[object] = [None] * len(references)
+
+    def run(position: int, reference: str) -> None:
+        try:
+            with workspace.db.session() as session:
+                case = session.execute(sa.select(Case).where(Case.reference == reference)).scalar_one()
+                acquisition = Acquisition(source=f"thread {position}", actor=f"examiner {position}")
+                outcomes[position] = Ingester(workspace, session, case, acquisition).ingest_paths([path]).to_dict()
+        except Exception as exc:  # the failure under test: reported, not raised in the thread
+            outcomes[position] = exc
+
+    threads = [threading.Thread(target=run, args=(i, ref)) for i, ref in enumerate(references)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_two_ingests_of_one_file_at_once_record_both_acquisitions(workspace, tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from vestige.cases import create_case
+    from vestige.custody import verify_chain
+    from vestige.db.models import Case, Image, ImageOccurrence
+
+    with workspace.db.session() as session:
+        create_case(session, reference=CASE, title="Race", actor="tester")
+    path = tmp_path / "same.jpg"
+    path.write_bytes(encode(photo(21, 96)))
+    outcomes = _ingest_at_once(workspace, [CASE, CASE], path, monkeypatch)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert sorted((len(o["ingested"]), len(o["duplicates"])) for o in outcomes) == [(0, 1), (1, 0)]
+    with workspace.db.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Image)) == 1
+        sources = session.scalars(sa.select(ImageOccurrence.source).order_by(ImageOccurrence.source)).all()
+        assert sources == ["thread 0", "thread 1"]
+        case = session.execute(sa.select(Case).where(Case.reference == CASE)).scalar_one()
+        assert verify_chain(session, case).intact
+
+
+def test_one_file_ingested_into_two_cases_at_once_shares_its_blob(workspace, tmp_path, monkeypatch):
+    import sqlalchemy as sa
+
+    from vestige.cases import create_case
+    from vestige.db.models import Blob, Image
+
+    with workspace.db.session() as session:
+        create_case(session, reference="RACE-1", title="Race one", actor="tester")
+        create_case(session, reference="RACE-2", title="Race two", actor="tester")
+    path = tmp_path / "same.jpg"
+    path.write_bytes(encode(photo(22, 96)))
+    outcomes = _ingest_at_once(workspace, ["RACE-1", "RACE-2"], path, monkeypatch)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    assert [len(o["ingested"]) for o in outcomes] == [1, 1]
+    with workspace.db.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Image)) == 2
+        assert session.scalar(sa.select(sa.func.count()).select_from(Blob)) == 1

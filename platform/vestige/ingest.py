@@ -26,7 +26,8 @@ from sqlalchemy.orm import Session
 from vestige.archives import ArchiveLimits, Candidate, check_paths, expand, read_member
 from vestige.cases import require_open
 from vestige.custody import record_event
-from vestige.db.models import Blob, Case, Image, ImageOccurrence, Perturbation
+from vestige.db.models import Case, Image, ImageOccurrence, Perturbation
+from vestige.db.rows import lock_case, record_blob
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imagefile import ImageFacts, ImageLimits, inspect_image
 from vestige.neardup import NearDuplicateIndex
@@ -149,6 +150,7 @@ class Ingester:
     ) -> Image:
         """Record one validated image (or one more occurrence of an existing one) in the case."""
         session, acq = self.session, self.acquisition
+        lock_case(session, self.case)  # a concurrent ingest of the same file waits here, then sees this one's image
         existing = session.execute(
             sa.select(Image).where(Image.case_id == self.case.id, Image.blob_sha256 == facts.sha256)
         ).scalar_one_or_none()
@@ -168,8 +170,7 @@ class Ingester:
             return existing
 
         self.workspace.store.put(data)
-        if session.get(Blob, facts.sha256) is None:
-            session.add(Blob(sha256=facts.sha256, size=facts.size, media_type=facts.media_type))
+        record_blob(session, facts.sha256, facts.size, facts.media_type)
         image = Image(
             case_id=self.case.id, blob_sha256=facts.sha256, origin=origin, original_filename=filename,
             source=acq.source, acquired_by=acq.actor, acquired_at=acq.at, media_type=facts.media_type,

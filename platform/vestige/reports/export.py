@@ -15,7 +15,8 @@ from vestige.bundle import BundleFile, build_bundle, custody_log_document, origi
 
 from vestige.cases import get_case
 from vestige.custody import list_events, record_event
-from vestige.db.models import Blob, Case, Report
+from vestige.db.models import Case, Report
+from vestige.db.rows import record_blob
 from vestige.errors import InvalidInputError
 from vestige.keys import load_signing_key
 from vestige.plugins import VestigePluginManager
@@ -60,8 +61,7 @@ def record_report(session: Session, store: BlobStore, case: Case, *, fmt: str, d
                   actor: str, signature: str | None = None, filename: str | None = None) -> Report:
     """Keep a written report: its bytes as a blob, a Report row, and a ``report.exported`` custody event."""
     sha256 = store.put(data)
-    if session.get(Blob, sha256) is None:
-        session.add(Blob(sha256=sha256, size=len(data), media_type=MEDIA_TYPES[fmt]))
+    record_blob(session, sha256, len(data), MEDIA_TYPES[fmt])
     report = Report(case_id=case.id, analysis_id=analysis_id, format=fmt, blob_sha256=sha256, size=len(data),
                     signature=signature, created_by=actor)
     session.add(report)
