@@ -17,7 +17,7 @@ from vestige.cases import get_case
 from vestige.custody import list_events, record_event
 from vestige.db.models import Case, Report
 from vestige.db.rows import record_blob
-from vestige.errors import InvalidInputError
+from vestige.errors import InvalidInputError, StoreError
 from vestige.keys import load_signing_key
 from vestige.plugins import VestigePluginManager
 from vestige.reports.casereport import build_case_report
@@ -109,6 +109,25 @@ def _bundle(session: Session, store: BlobStore, case: Case, document: dict[str, 
                         signing_key=signing_key, bundle_name=bundle_name)
 
 
+def require_intact_store(document: dict[str, Any], pictures: ReportPictures) -> None:
+    """Refuse a report that would list evidence whose stored bytes no longer match their hash."""
+    if not pictures.store_problems:
+        return
+    bad = []
+    for image in document["images"]:
+        if image["sha256"] in pictures.store_problems:
+            bad.append(f"image {image['id']} {image['filename']!r}")
+        for finding in image["findings"]:
+            bad += [f"a picture of {finding['detector']}'s finding on image {image['id']}"
+                    for picture in finding["pictures"] if picture["sha256"] in pictures.store_problems]
+    first = next(iter(pictures.store_problems.values())).split("; restore")[0]
+    raise StoreError(
+        f"no report written: {len(bad)} file(s) it would include cannot be served as stored "
+        f"({', '.join(bad[:5])}{', …' if len(bad) > 5 else ''}: {first}); run `vestige store verify "
+        f"{document['case']['reference']}` and restore them from a backup"
+    )
+
+
 def _write_file(path: Path, data: bytes) -> None:
     """Replace ``path`` atomically, so a reader never sees half a report."""
     try:
@@ -130,7 +149,8 @@ def export_report(workspace: Workspace, pm: VestigePluginManager, reference: str
     with workspace.db.session() as session:
         case = get_case(session, reference)
         document = build_checked_report(session, case, workspace=workspace, pm=pm, actor=actor)
-        pictures = ReportPictures(workspace.store, document)
+        pictures = ReportPictures(workspace.store, document)  # reads and re-hashes every blob the report includes
+        require_intact_store(document, pictures)
         analysis_id = document["analysis"]["id"] if document["analysis"] else None
         signature = None
         if fmt == "bundle":
