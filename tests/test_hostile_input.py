@@ -155,3 +155,53 @@ def test_one_file_ingested_into_two_cases_at_once_shares_its_blob(workspace, tmp
     with workspace.db.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(Image)) == 2
         assert session.scalar(sa.select(sa.func.count()).select_from(Blob)) == 1
+
+
+def deep_png(path: Path, side: int, *, bit_depth: int = 16, colour_type: int = 6) -> None:
+    """A valid PNG of side×side pixels at ``bit_depth`` per channel (6: RGBA), all zero: small on disk, huge decoded."""
+    import struct
+    import zlib
+
+    channels = {0: 1, 2: 3, 4: 2, 6: 4}[colour_type]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    compressor = zlib.compressobj(9)
+    row = b"\x00" * (1 + side * channels * bit_depth // 8)
+    body = b"".join(compressor.compress(row) for _ in range(side)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, bit_depth, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+
+
+def test_a_deep_png_under_the_pixel_limit_is_refused_quickly_by_its_decoded_bytes(vestige, case, tmp_path):
+    import time
+
+    path = tmp_path / "deep.png"
+    deep_png(path, 9990)  # 99.8 M pixels, under ingest.max_pixels; 16-bit RGBA: 8 bytes each
+    assert path.stat().st_size < 2 * 2**20
+    started = time.monotonic()
+    result = vestige("ingest", CASE, path)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr
+    assert "deep.png is 9990x9990 at 64 bits per pixel" in lines[0] and "(ingest.max_decoded_bytes)" in lines[0]
+    assert elapsed < 5, elapsed
+    assert images_json(vestige) == []
+
+
+def test_the_decoded_size_counts_bit_depth_and_channels(tmp_path):
+    from vestige.errors import InvalidImageError
+    from vestige.imagefile import ImageLimits, inspect_image
+
+    path = tmp_path / "small.png"
+    deep_png(path, 64)  # 64×64 16-bit RGBA: 32 KiB decoded
+    limits = ImageLimits(max_pixels=64 * 64, max_decoded_bytes=64 * 64 * 8)
+    assert inspect_image(path.read_bytes(), name="small.png", limits=limits).width == 64
+    with pytest.raises(InvalidImageError, match=r"small.png is 64x64 at 64 bits per pixel \(32 KiB decoded\)"):
+        inspect_image(path.read_bytes(), name="small.png", limits=ImageLimits(max_decoded_bytes=64 * 64 * 8 - 1))
+    deep_png(path, 64, bit_depth=8, colour_type=2)  # 8-bit RGB: counted as Pillow holds it, 4 bytes a pixel
+    assert inspect_image(path.read_bytes(), name="small.png", limits=ImageLimits(max_decoded_bytes=64 * 64 * 4)).width == 64
+    with pytest.raises(InvalidImageError, match="at 32 bits per pixel"):
+        inspect_image(path.read_bytes(), name="small.png", limits=ImageLimits(max_decoded_bytes=64 * 64 * 4 - 1))

@@ -63,6 +63,8 @@ class IngestSection:
     max_file_bytes: int = 100 * 2**20
     #: Decompression-bomb guard, checked from the header before any decoding.
     max_pixels: int = 100_000_000
+    #: Decoded size of the first frame (pixels × bits per pixel), checked from the header before any decoding.
+    max_decoded_bytes: int = 256 * 2**20
     archive_max_members: int = 10_000
     archive_max_member_bytes: int = 100 * 2**20
     archive_max_total_bytes: int = 2 * 2**30
@@ -153,6 +155,7 @@ _POSITIVE = {
     for k in (
         "max_file_bytes",
         "max_pixels",
+        "max_decoded_bytes",
         "archive_max_members",
         "archive_max_member_bytes",
         "archive_max_total_bytes",

@@ -9,8 +9,12 @@ or :func:`inspect_image`. Both
 3. open the file with exactly the Pillow plugin for that type and check that
    Pillow agrees,
 4. read the dimensions from the header and refuse anything larger than
-   ``ImageLimits.max_pixels`` *before* any pixel is decoded (our limit, not
-   Pillow's global ``Image.MAX_IMAGE_PIXELS``, which is never touched), and
+   ``ImageLimits.max_pixels``, or whose decoded size (pixels × the larger of
+   the bits per pixel the file declares and those Pillow holds it in) is
+   over ``ImageLimits.max_decoded_bytes``, *before* any pixel is decoded
+   (our limits, not Pillow's global ``Image.MAX_IMAGE_PIXELS``, which is
+   never touched): a 16-bit RGBA PNG just under the pixel limit is 800 MB of
+   samples from under 1 MB of file, and
 5. decode the first frame completely, so that truncated or corrupt files are
    refused here rather than in a detector.
 
@@ -90,6 +94,15 @@ class ImageLimits:
     max_bytes: int = 100 * 2**20
     #: Largest first frame, in pixels (width * height), checked before decoding.
     max_pixels: int = 100_000_000
+    #: Largest first frame decoded, in bytes: pixels × the larger of the bits per pixel the file declares
+    #: (bit depth × channels) and those Pillow holds it in; checked before decoding.
+    max_decoded_bytes: int = 256 * 2**20
+
+    @classmethod
+    def from_config(cls, ingest: object) -> ImageLimits:
+        """The limits of an ``[ingest]`` configuration section."""
+        return cls(max_bytes=ingest.max_file_bytes, max_pixels=ingest.max_pixels,  # type: ignore[attr-defined]
+                   max_decoded_bytes=ingest.max_decoded_bytes)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -208,6 +221,33 @@ def _pixel_limit_error(name: str, limits: ImageLimits, size: tuple[int, int] | N
     return InvalidImageError(f"{what} (ingest.max_pixels).")
 
 
+# Bits per pixel of Pillow's in-memory modes: one byte for 1-bit, L and P, two for 16-bit greyscale, else four.
+_MODE_BITS = {"1": 8, "L": 8, "P": 8, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _declared_bits(image: ImageFile.ImageFile, fmt: str, data: bytes) -> int:
+    """Bits per pixel the file itself declares (bit depth × channels), where its header says so; else 0."""
+    if fmt == "PNG" and data[12:16] == b"IHDR" and len(data) >= 26:
+        return data[24] * _PNG_CHANNELS.get(data[25], 4)
+    if fmt == "TIFF":
+        tags = getattr(image, "tag_v2", {})
+        bits = tags.get(258, 1)
+        samples = int(tags.get(277, 1) or 1)
+        if isinstance(bits, tuple):
+            return int(sum(bits)) if len(bits) > 1 else int(bits[0] if bits else 1) * samples
+        return int(bits or 1) * samples
+    return 0
+
+
+def _decoded_limit_error(name: str, limits: ImageLimits, size: tuple[int, int], bits: int, decoded: int) -> InvalidImageError:
+    w, h = size
+    return InvalidImageError(
+        f"{name} is {w}x{h} at {bits} bits per pixel ({_human_bytes(decoded)} decoded), more than the limit of "
+        f"{_human_bytes(limits.max_decoded_bytes)} (ingest.max_decoded_bytes)."
+    )
+
+
 def _open_checked(
     data: bytes, name: str, limits: ImageLimits, *, count_frames: bool
 ) -> tuple[ImageFile.ImageFile, str, int]:
@@ -260,6 +300,10 @@ def _open_checked(
         raise _pixel_limit_error(shown, limits, (width, height))
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"{shown} has no pixels (its header says {width}x{height}).")
+    bits = max(_MODE_BITS.get(image.mode, 32), _declared_bits(image, fmt, data))
+    decoded = -(-width * height * bits // 8)
+    if decoded > limits.max_decoded_bytes:
+        raise _decoded_limit_error(shown, limits, (width, height), bits, decoded)
 
     try:
         frames = _count_frames(image, fmt, data) if count_frames else 1

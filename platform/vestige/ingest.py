@@ -86,7 +86,7 @@ class Ingester:
         self.session = session
         self.case = case
         self.acquisition = acquisition
-        self.image_limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+        self.image_limits = ImageLimits.from_config(cfg)
         self.archive_limits = ArchiveLimits(
             max_members=cfg.archive_max_members,
             max_member_bytes=min(cfg.archive_max_member_bytes, cfg.max_file_bytes),
