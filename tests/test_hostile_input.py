@@ -205,3 +205,20 @@ def test_the_decoded_size_counts_bit_depth_and_channels(tmp_path):
     assert inspect_image(path.read_bytes(), name="small.png", limits=ImageLimits(max_decoded_bytes=64 * 64 * 4)).width == 64
     with pytest.raises(InvalidImageError, match="at 32 bits per pixel"):
         inspect_image(path.read_bytes(), name="small.png", limits=ImageLimits(max_decoded_bytes=64 * 64 * 4 - 1))
+
+
+def test_control_bidi_and_undecodable_bytes_in_a_file_name_are_escaped_and_kept(vestige, case, tmp_path):
+    import os
+
+    raw = os.fsencode(tmp_path) + b"/odd\x01\xff-\xe2\x80\xaegpj.jpg"
+    with open(raw, "wb") as fh:
+        fh.write(encode(photo(23, 96)))
+    result = vestige("ingest", CASE, os.fsdecode(raw))
+    assert result.exit_code == 0, result.stderr
+    (row,) = images_json(vestige)
+    record = json.loads(vestige("image", "show", str(row["id"]), "--json").stdout)
+    (occurrence,) = record["occurrences"]
+    assert occurrence["filename"] == f"{tmp_path}/odd\\x01\\xff-\\u202egpj.jpg"
+    assert bytes.fromhex(occurrence["filename_bytes_hex"]) == raw
+    event = json.loads(vestige("custody", "log", CASE, "--json").stdout)[-1]
+    assert event["details"]["file"] == occurrence["filename"] and event["details"]["file_bytes_hex"] == raw.hex()

@@ -33,3 +33,38 @@ def test_an_uploaded_zip_with_two_members_of_one_name_keeps_both(browser, worksp
         rows = session.execute(sa.select(ImageOccurrence.container, ImageOccurrence.member_index)
                                .where(ImageOccurrence.original_filename == "same.jpg")).all()
     assert sorted(rows) == [("twins.zip", 0), ("twins.zip", 1)]
+
+
+HOSTILE_NAMES = {
+    "nul\x00byte.jpg": "nul\\x00byte.jpg",
+    "invoice\u202egpj.exe": "invoice\\u202egpj.exe",
+    "bell\x07and\x1b[31mred.jpg": "bell\\x07and\\x1b[31mred.jpg",
+}
+
+
+def test_control_and_bidi_characters_in_upload_names_are_escaped_and_the_bytes_kept(browser, workspace):
+    files = [(io.BytesIO(encode(photo(40 + i))), name) for i, name in enumerate(HOSTILE_NAMES)]
+    summary = _upload_json(browser, files)
+    assert len(summary["ingested"]) == 3 and summary["rejected"] == []
+    assert sorted(row["file"] for row in summary["ingested"]) == sorted(HOSTILE_NAMES.values())
+    with workspace.db.session() as session:
+        rows = session.execute(sa.select(ImageOccurrence.image_id, ImageOccurrence.original_filename,
+                                         ImageOccurrence.original_filename_bytes)
+                               .where(ImageOccurrence.original_filename.in_(list(HOSTILE_NAMES.values())))).all()
+    kept = {shown: raw for _, shown, raw in rows}
+    assert kept == {shown: given.encode() for given, shown in HOSTILE_NAMES.items()}
+    for image_id, shown, _ in rows:
+        page = browser("alice").get(f"/images/{image_id}").get_data(as_text=True)
+        assert "\u202e" not in page and "\x00" not in page and "\x1b" not in page
+        assert shown.replace("\\", "\\") in page
+    assert ("alice", "image.ingested") in custody_actions(workspace, "CASE-A")
+
+
+def test_a_nul_byte_in_the_source_field_is_escaped_not_a_server_error(browser, workspace):
+    response = browser("alice").post("/cases/CASE-A/upload", {"files": [(io.BytesIO(encode(photo(50))), "s.jpg")],
+                                                              "source": "forum\x00thread"},
+                                     content_type="multipart/form-data", headers={"Accept": "application/json"})
+    assert response.status_code == 200
+    with workspace.db.session() as session:
+        source = session.scalar(sa.select(ImageOccurrence.source).where(ImageOccurrence.original_filename == "s.jpg"))
+    assert source == "forum\\x00thread"

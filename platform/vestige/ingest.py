@@ -15,6 +15,7 @@ never a record without its blob.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from vestige.db.models import Case, Image, ImageOccurrence, Perturbation
 from vestige.db.rows import lock_case, record_blob
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imagefile import ImageFacts, ImageLimits, inspect_image
+from vestige.names import original_bytes, safe_text
 from vestige.neardup import NearDuplicateIndex
 from vestige.workspace import Workspace
 
@@ -85,7 +87,9 @@ class Ingester:
         self.workspace = workspace
         self.session = session
         self.case = case
-        self.acquisition = acquisition
+        # Who and from where may come from a form: stored with control and bidi characters escaped.
+        self.acquisition = dataclasses.replace(acquisition, source=safe_text(acquisition.source),
+                                               actor=safe_text(acquisition.actor, 200))
         self.image_limits = ImageLimits.from_config(cfg)
         self.archive_limits = ArchiveLimits(
             max_members=cfg.archive_max_members,
@@ -111,7 +115,7 @@ class Ingester:
         return self.summary
 
     def _ingest_candidate(self, candidate: Candidate) -> None:
-        label = f"{candidate.container}:{candidate.name}" if candidate.container else candidate.name
+        label = safe_text(f"{candidate.container}:{candidate.name}" if candidate.container else candidate.name)
         if candidate.error:
             self.summary.rejected.append({"file": label, "reason": candidate.error})
             return
@@ -150,13 +154,17 @@ class Ingester:
     ) -> Image:
         """Record one validated image (or one more occurrence of an existing one) in the case."""
         session, acq = self.session, self.acquisition
+        # Names are stored and shown with control and bidi characters escaped; their own bytes are kept beside them.
+        raw_name, raw_container = original_bytes(filename), original_bytes(container) if container else None
+        filename, container = safe_text(filename), safe_text(container) if container is not None else None
+        originals = {k: v.hex() for k, v in (("file_bytes_hex", raw_name), ("container_bytes_hex", raw_container)) if v}
         lock_case(session, self.case)  # a concurrent ingest of the same file waits here, then sees this one's image
         existing = session.execute(
             sa.select(Image).where(Image.case_id == self.case.id, Image.blob_sha256 == facts.sha256)
         ).scalar_one_or_none()
         occurrence = ImageOccurrence(
             original_filename=filename, container=container, member_index=member_index, source=acq.source,
-            acquired_by=acq.actor, acquired_at=acq.at,
+            acquired_by=acq.actor, acquired_at=acq.at, original_filename_bytes=raw_name, container_bytes=raw_container,
         )
         if existing is not None:
             existing.occurrences.append(occurrence)
@@ -164,7 +172,7 @@ class Ingester:
             record_event(
                 session, self.case, actor=acq.actor, action="image.duplicate",
                 details={"image_id": existing.id, "sha256": facts.sha256, "file": filename, "container": container,
-                         **_member(member_index)},
+                         **_member(member_index), **originals},
             )
             self.summary.duplicates.append({"file": filename, "image_id": existing.id, "sha256": facts.sha256})
             return existing
@@ -198,7 +206,7 @@ class Ingester:
         record_event(
             session, self.case, actor=acq.actor, action="image.ingested",
             details={"image_id": image.id, "sha256": facts.sha256, "file": filename, "container": container,
-                     **_member(member_index), "source": acq.source, "size": facts.size, "origin": origin},
+                     **_member(member_index), **originals, "source": acq.source, "size": facts.size, "origin": origin},
         )
         self.summary.ingested.append({"file": filename, "image_id": image.id, "sha256": facts.sha256})
         return image

@@ -192,6 +192,10 @@ class ImageOccurrence(Base):
     container: Mapped[str | None] = mapped_column(sa.String(1024))
     #: The member's position in the archive's central directory (names may repeat within one archive).
     member_index: Mapped[int | None] = mapped_column()
+    #: The name's own bytes, when ``original_filename`` had to escape control or bidi characters in it.
+    original_filename_bytes: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    #: The same for the archive's name.
+    container_bytes: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     source: Mapped[str] = mapped_column(sa.String(1000), default="")
     acquired_by: Mapped[str] = mapped_column(sa.String(200))
     acquired_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
