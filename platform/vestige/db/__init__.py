@@ -17,6 +17,7 @@ from vestige.db.models import (
     Report,
     User,
     Verdict,
+    WebSession,
 )
 
 __all__ = [
@@ -36,5 +37,6 @@ __all__ = [
     "Report",
     "User",
     "Verdict",
+    "WebSession",
     "make_engine",
 ]

@@ -84,6 +84,20 @@ class User(Base):
     memberships: Mapped[list[CaseMember]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
 
+class WebSession(Base):
+    """A logged-in browser session; the cookie holds a random id whose SHA-256 is kept here, so it can be revoked."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sid_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    #: Set by logout, a password change or the user's removal; a revoked session never works again.
+    revoked_at: Mapped[dt.datetime | None]
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
 
