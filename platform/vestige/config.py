@@ -105,6 +105,9 @@ class WebSection:
     #: Secret for session cookies. Never put it in a file in the repository:
     #: set ``VESTIGE_WEB__SECRET_KEY``. Empty makes one per data directory.
     secret_key: str = ""
+    #: How many reverse proxies in front of the app append to X-Forwarded-For. 0: the header is ignored and
+    #: the connection's address is the client's (the login limiter counts per address).
+    trusted_proxies: int = 0
 
 
 @dataclass(frozen=True)
@@ -227,6 +230,8 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], env_keys: se
             raise ConfigError(f"configuration key {name}.{key} must be one of {allowed}, not {value!r}")
         if (name, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"configuration key {name}.{key} must be positive, not {value!r}")
+        if (name, key) == ("web", "trusted_proxies") and not 0 <= value <= 10:
+            raise ConfigError(f"configuration key {name}.{key} must be between 0 and 10, not {value!r}")
         if (name, key) == ("ingest", "near_duplicate_radius") and not 0 <= value <= 16:
             raise ConfigError(f"configuration key {name}.{key} must be between 0 and 16, not {value!r}")
         kwargs[key] = value

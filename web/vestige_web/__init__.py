@@ -39,6 +39,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
+    if config.web.trusted_proxies > 0:  # only then is X-Forwarded-For the proxies' word, not the client's
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web.trusted_proxies)  # type: ignore[method-assign]
     from vestige_web import analyses, api, auth, cases, custody, images, plugins, reports, uploads
 
     app.before_request(auth.load_user)
