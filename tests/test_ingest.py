@@ -209,7 +209,7 @@ def test_a_batch_reports_each_rejection_and_keeps_the_good_files(vestige, case, 
     assert result.exit_code == 1
     summary = json.loads(result.stdout)
     assert len(summary["ingested"]) == 1
-    assert summary["rejected"] == [{"file": str(bad), "reason": f"{bad} is not a supported image type (JPEG, PNG, WebP, TIFF, BMP, GIF); it looks like text, not an image."}]
+    assert summary["rejected"] == [{"file": str(bad), "reason": f"{bad} is not a supported image type (JPEG, PNG, WebP, TIFF, BMP, GIF, AVIF); it looks like text, not an image."}]
     assert result.stderr.strip().startswith("rejected: ")
 
 

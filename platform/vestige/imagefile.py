@@ -59,7 +59,9 @@ __all__ = [
     "sniff_format",
 ]
 
-#: Pillow format name -> media type of every format Vestige accepts.
+#: Pillow format name -> media type of every format Vestige accepts: the one list, decided per format
+#: (docs/architecture.md, "Image formats"). AVIF is here because Pillow (>= 11.3) decodes it with libavif.
+#: HEIC/HEIF is not: Pillow has no HEVC decoder, so it is refused with a sentence that says so.
 SUPPORTED_FORMATS: dict[str, str] = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -67,13 +69,17 @@ SUPPORTED_FORMATS: dict[str, str] = {
     "TIFF": "image/tiff",
     "BMP": "image/bmp",
     "GIF": "image/gif",
+    "AVIF": "image/avif",
 }
 
 #: How many leading bytes :func:`sniff_format` needs to see.
 SNIFF_BYTES = 32
 
-_LABELS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP", "GIF": "GIF"}
-_SUPPORTED_LIST = "JPEG, PNG, WebP, TIFF, BMP, GIF"
+_LABELS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP", "GIF": "GIF", "AVIF": "AVIF"}
+_SUPPORTED_LIST = ", ".join(_LABELS[f] for f in SUPPORTED_FORMATS)
+# ISO base media file brands (the ftyp box): AVIF's, and HEIC's, which Vestige cannot decode.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"})
 # Pillow formats that are one of ours under another name (MPO: multi-picture
 # JPEG as written by many cameras and phones; its first frame is a JPEG).
 _PILLOW_ALIASES = {"MPO": "JPEG"}
@@ -157,7 +163,17 @@ def sniff_format(head: bytes) -> str | None:
         return "GIF"
     if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
         return "BMP"
+    if _ftyp_brands(head) & _AVIF_BRANDS:
+        return "AVIF"
     return None
+
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO base media file's ftyp box (as far as ``head`` holds it)."""
+    if head[4:8] != b"ftyp" or len(head) < 12:
+        return set()
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    return {head[8:12]} | {head[i:i + 4] for i in range(16, end - 3, 4)}
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -178,8 +194,8 @@ def _looks_like_text(head: bytes) -> bool:
 def _unsupported_hint(head: bytes) -> str:
     if head.startswith(b"%PDF"):
         return "; it looks like a PDF document, not an image"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"):
-        return "; it looks like a HEIF/AVIF image, convert it to JPEG or PNG first"
+    if _ftyp_brands(head) & _HEIC_BRANDS or head[8:12] in (b"mif1", b"msf1"):
+        return "; it looks like a HEIC/HEIF image, which is not supported (no HEVC decoder): convert it to JPEG or PNG first"
     if _looks_like_text(head):
         return "; it looks like text, not an image"
     return ""
