@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from vestige.bundle import BundleFile, build_bundle, custody_log_document, original_path, picture_path
 
 from vestige.cases import get_case
+from vestige.checkpoints import case_checkpoint_lines
 from vestige.custody import list_events, record_event
 from vestige.db.models import Case, Report
 from vestige.db.rows import record_blob
@@ -29,6 +30,7 @@ from vestige.store import BlobStore
 from vestige.workspace import Workspace
 
 FORMATS = ("json", "html", "pdf", "bundle")
+CHECKPOINTS_PATH = "custody/checkpoints.jsonl"
 MEDIA_TYPES = {
     "json": "application/json",
     "html": "text/html; charset=utf-8",
@@ -84,7 +86,7 @@ def build_checked_report(session: Session, case: Case, *, workspace: Workspace, 
 
 
 def _bundle(session: Session, store: BlobStore, case: Case, document: dict[str, Any], pictures: ReportPictures, *,
-            signing_key: Ed25519PrivateKey, actor: str, bundle_name: str) -> tuple[bytes, str]:
+            signing_key: Ed25519PrivateKey, actor: str, bundle_name: str, checkpoints: bytes = b"") -> tuple[bytes, str]:
     """Render and record the three reports, then zip them with the originals, pictures and custody log."""
     analysis_id = document["analysis"]["id"] if document["analysis"] else None
     files = []
@@ -103,6 +105,8 @@ def _bundle(session: Session, store: BlobStore, case: Case, document: dict[str, 
                     seen.add(picture["sha256"])
                     files.append(BundleFile(picture_path(picture["sha256"], picture["media_type"]), "picture",
                                             store.get(picture["sha256"])))
+    if checkpoints:  # the case's signed checkpoints, so a reviewer can hold the chain against them
+        files.append(BundleFile(CHECKPOINTS_PATH, "checkpoints", checkpoints))
     # The log as it stands now, with the inner reports' events; the bundle's own event follows it.
     custody = custody_log_document(case.reference, list_events(session, case), case.custody_head, case.custody_count)
     return build_bundle(document["case"], files, custody=custody, created_at=document["generated_at"], created_by=actor,
@@ -155,7 +159,8 @@ def export_report(workspace: Workspace, pm: VestigePluginManager, reference: str
         signature = None
         if fmt == "bundle":
             data, signature = _bundle(session, workspace.store, case, document, pictures,
-                                      signing_key=signing_key, actor=actor, bundle_name=out.name)
+                                      signing_key=signing_key, actor=actor, bundle_name=out.name,
+                                      checkpoints=case_checkpoint_lines(workspace.config, case.reference))
         else:
             data = render(fmt, document, pictures)
         report = record_report(session, workspace.store, case, fmt=fmt, data=data, analysis_id=analysis_id,
