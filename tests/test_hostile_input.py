@@ -222,3 +222,18 @@ def test_control_bidi_and_undecodable_bytes_in_a_file_name_are_escaped_and_kept(
     assert bytes.fromhex(occurrence["filename_bytes_hex"]) == raw
     event = json.loads(vestige("custody", "log", CASE, "--json").stdout)[-1]
     assert event["details"]["file"] == occurrence["filename"] and event["details"]["file_bytes_hex"] == raw.hex()
+
+
+def test_thumbnails_of_large_jpegs_are_decoded_at_a_reduced_scale():
+    from vestige.imagefile import open_image
+    from vestige.reports.pictures import thumbnail_jpeg
+
+    data = encode(photo(24, 2048), quality=90)
+    whole = open_image(data, name="big.jpg")
+    assert whole.size == (2048, 2048)
+    reduced = open_image(data, name="big.jpg", max_side=256)
+    assert reduced.size == (256, 256)  # the JPEG decoder's 1/8 scale: 1/64 of the pixels decoded
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(thumbnail_jpeg(data, side=256))).size == (256, 256)

@@ -267,9 +267,13 @@ def _decoded_limit_error(name: str, limits: ImageLimits, size: tuple[int, int], 
 
 
 def _open_checked(
-    data: bytes, name: str, limits: ImageLimits, *, count_frames: bool
+    data: bytes, name: str, limits: ImageLimits, *, count_frames: bool, max_side: int | None = None
 ) -> tuple[ImageFile.ImageFile, str, int]:
-    """Validate ``data`` and return (decoded first frame, format, frame count)."""
+    """Validate ``data`` and return (decoded first frame, format, frame count).
+
+    ``max_side``: the caller needs at most this many pixels a side (a thumbnail), so a JPEG is
+    decoded at the largest 1/2, 1/4 or 1/8 scale that still covers it, never whole.
+    """
     shown = _display_name(name)
     size = len(data)
     if size > limits.max_bytes:
@@ -325,6 +329,8 @@ def _open_checked(
 
     try:
         frames = _count_frames(image, fmt, data) if count_frames else 1
+        if max_side is not None and fmt == "JPEG":
+            image.draft(image.mode, (max_side, max_side))
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _pixel_limit_error(shown, limits, (width, height)) from None
@@ -335,14 +341,16 @@ def _open_checked(
     return image, fmt, frames
 
 
-def open_image(data: bytes, *, name: str = "image", limits: ImageLimits = ImageLimits()) -> Image.Image:
-    """Validate ``data`` and return its first frame, fully decoded.
+def open_image(data: bytes, *, name: str = "image", limits: ImageLimits = ImageLimits(),
+               max_side: int | None = None) -> Image.Image:
+    """Validate ``data`` and return its first frame, fully decoded (a JPEG at a reduced scale when only
+    ``max_side`` pixels a side are needed, for thumbnails).
 
     Raises :class:`InvalidImageError` (one sentence naming ``name``) when the
     file is too large, empty, not a supported type, claims more pixels than
     ``limits.max_pixels``, or is truncated or corrupt.
     """
-    image, _, _ = _open_checked(data, name, limits, count_frames=False)
+    image, _, _ = _open_checked(data, name, limits, count_frames=False, max_side=max_side)
     return image
 
 

@@ -20,7 +20,7 @@ THUMBNAIL_MEDIA_TYPE = "image/jpeg"
 
 def thumbnail_jpeg(data: bytes, side: int = THUMBNAIL_SIDE) -> bytes:
     """A JPEG no larger than ``side`` pixels on its longer edge, in RGB."""
-    picture = to_rgb(open_image(data, name="evidence"))
+    picture = to_rgb(open_image(data, name="evidence", max_side=side))
     picture.thumbnail((side, side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
     picture.save(out, "JPEG", quality=85, optimize=True)
