@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from conftest import encode, photo
 from test_web import Browser, app, browser, client, custody_actions, lab  # noqa: F401  (shared fixtures)
 
-from vestige.db.models import ImageOccurrence
+from vestige.db.models import Case, Image, ImageOccurrence
 
 
 def _upload_json(browser, files):
@@ -68,3 +68,26 @@ def test_a_nul_byte_in_the_source_field_is_escaped_not_a_server_error(browser, w
     with workspace.db.session() as session:
         source = session.scalar(sa.select(ImageOccurrence.source).where(ImageOccurrence.original_filename == "s.jpg"))
     assert source == "forum\\x00thread"
+
+
+def test_the_custody_page_shows_the_last_store_check(browser, workspace):
+    import os
+
+    from vestige.storeverify import verify_store
+
+    page = browser("alice").get("/cases/CASE-A/custody").get_data(as_text=True)
+    assert "The evidence store has not been checked for this case yet" in page
+    verify_store(workspace, "CASE-A", actor="tester")
+    page = browser("alice").get("/cases/CASE-A/custody").get_data(as_text=True)
+    assert "The evidence store was last checked" in page and "by tester: all 2 stored files match their hashes" in page
+    with workspace.db.session() as session:
+        sha = session.scalars(sa.select(Image.blob_sha256).join(Case, Case.id == Image.case_id)
+                              .where(Case.reference == "CASE-A").order_by(Image.id)).first()
+    path = workspace.config.store_path / sha[:2] / sha[2:4] / sha
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes() + b"tampered")
+    verify_store(workspace, "CASE-A", actor="tester")
+    page = browser("alice").get("/cases/CASE-A/custody").get_data(as_text=True)
+    assert "1 of 2 stored files missing or corrupted" in page
+    state = browser("alice").client.get("/api/v1/cases/CASE-A/custody")  # no token: the API refuses
+    assert state.status_code == 401
