@@ -97,6 +97,9 @@ class JobsSection:
     visibility_timeout: int = 3600
     #: Prefix of every broker key on Redis, so several labs share one server.
     key_prefix: str = ""
+    #: A worker whose heartbeat (in the database) is older than this is lost: the tasks it was running are
+    #: queued again by the other workers, whatever the broker (Redis would wait visibility_timeout).
+    lost_worker_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -164,7 +167,8 @@ _POSITIVE = {
         "archive_max_total_bytes",
         "batch_size",
     )
-} | {("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("web", "max_upload_bytes")}
+} | {("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("jobs", "lost_worker_seconds"),
+     ("web", "max_upload_bytes")}
 
 
 def _coerce(section: str, key: str, kind: Any, value: Any, *, from_env: bool) -> Any:

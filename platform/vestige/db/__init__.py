@@ -18,6 +18,7 @@ from vestige.db.models import (
     User,
     Verdict,
     WebSession,
+    WorkerHeartbeat,
 )
 
 __all__ = [
@@ -38,5 +39,6 @@ __all__ = [
     "User",
     "Verdict",
     "WebSession",
+    "WorkerHeartbeat",
     "make_engine",
 ]

@@ -98,6 +98,17 @@ class WebSession(Base):
     revoked_at: Mapped[dt.datetime | None]
 
 
+class WorkerHeartbeat(Base):
+    """A running worker, refreshed every few seconds: a stale row is a lost worker whose tasks are re-queued."""
+
+    __tablename__ = "worker_heartbeats"
+
+    nodename: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    pid: Mapped[int]
+    queues: Mapped[list[Any]] = mapped_column(default=list)
+    beat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
 
