@@ -124,7 +124,7 @@ def test_cli_reports_a_bad_key_in_one_line(vestige, tmp_path, monkeypatch):
         sorted(
             [
                 "archive_max_member_bytes", "archive_max_members", "archive_max_total_bytes", "batch_size",
-                "max_file_bytes", "max_pixels", "near_duplicate_radius",
+                "max_decoded_bytes", "max_file_bytes", "max_pixels", "near_duplicate_radius",
             ]
         )
     )

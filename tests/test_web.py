@@ -104,10 +104,20 @@ class Browser:
 
     def __init__(self, client, user_id: int | None) -> None:
         self.client = client
+        sid = None
+        if user_id is not None:  # a real server-side session, as a login makes
+            from vestige.db.models import User
+            from vestige_web.websessions import start_session
+
+            with client.application.app_context():
+                from vestige_web.extensions import vestige as ext
+
+                sid = start_session(ext.session, ext.session.get(User, user_id))
+                ext.session.commit()
         with client.session_transaction() as session:
             session["csrf"] = CSRF
-            if user_id is not None:
-                session["user_id"] = user_id
+            if sid is not None:
+                session["sid"] = sid
 
     def get(self, url: str, **kwargs):
         return self.client.get(url, **kwargs)

@@ -35,6 +35,8 @@ class Candidate:
     container: str | None = None
     path: Path | None = None
     member: str | None = None
+    #: The member's position in the archive's central directory: two members may share a name.
+    member_index: int | None = None
     error: str | None = None
 
 
@@ -54,20 +56,24 @@ def _check_member_name(name: str) -> str | None:
     return None
 
 
-def scan_zip(path: Path, display: str, limits: ArchiveLimits) -> list[zipfile.ZipInfo]:
-    """The archive's file members, after every structural check; raises for a hostile archive."""
+def scan_zip(path: Path, display: str, limits: ArchiveLimits) -> list[tuple[int, zipfile.ZipInfo]]:
+    """The archive's file members with their positions, after every structural check; raises for a hostile archive.
+
+    Members are named by position, not by name: an archive may hold two
+    members of the same name, and ``zipfile`` opens only the last by name.
+    """
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as exc:
         raise UnsafeArchiveError(f"{display} is not a readable zip archive: {exc}") from None
     with archive:
-        members = [info for info in archive.infolist() if not info.is_dir()]
+        members = [(index, info) for index, info in enumerate(archive.infolist()) if not info.is_dir()]
         if len(members) > limits.max_members:
             raise UnsafeArchiveError(
                 f"{display} has {len(members)} members, more than the limit of {limits.max_members} (ingest.archive_max_members)"
             )
         total = 0
-        for info in members:
+        for _, info in members:
             problem = _check_member_name(info.filename)
             if problem is None and stat.S_ISLNK(info.external_attr >> 16):
                 problem = f"member {info.filename!r} is a symbolic link"
@@ -89,10 +95,14 @@ def scan_zip(path: Path, display: str, limits: ArchiveLimits) -> list[zipfile.Zi
         return members
 
 
-def read_member(path: Path, member: str, limits: ArchiveLimits) -> bytes:
-    """Read one member, never more than the member limit even if its header lies."""
-    with zipfile.ZipFile(path) as archive, archive.open(member) as fh:
-        data = fh.read(limits.max_member_bytes + 1)
+def read_member(path: Path, member: str, index: int, limits: ArchiveLimits) -> bytes:
+    """Read the member at ``index`` (named ``member``), never more than the member limit even if its header lies."""
+    with zipfile.ZipFile(path) as archive:
+        infos = archive.infolist()
+        if index >= len(infos) or infos[index].filename != member:
+            raise UnsafeArchiveError(f"member {member!r} is no longer at position {index}; the archive changed while it was read")
+        with archive.open(infos[index]) as fh:
+            data = fh.read(limits.max_member_bytes + 1)
     if len(data) > limits.max_member_bytes:
         raise UnsafeArchiveError(f"member {member!r} expands beyond its declared size; the archive is refused")
     return data
@@ -141,5 +151,5 @@ def _file_candidates(path: Path, limits: ArchiveLimits) -> Iterator[Candidate]:
     except UnsafeArchiveError as exc:
         yield Candidate(display, path=path, error=str(exc))
         return
-    for info in members:
-        yield Candidate(info.filename, container=display, path=path, member=info.filename)
+    for index, info in members:
+        yield Candidate(info.filename, container=display, path=path, member=info.filename, member_index=index)

@@ -57,9 +57,12 @@ class BundleCheck:
 def _read_members(path: Path, limits: ArchiveLimits, check: BundleCheck) -> dict[str, bytes]:
     members = scan_zip(path, str(path), limits)
     contents: dict[str, bytes] = {}
-    for info in members:
+    for index, info in members:
+        if info.filename in contents:  # a second member of one name would shadow the signed one
+            check.fail(info.filename, "appears twice in the bundle: a member was added after signing")
+            continue
         try:
-            contents[info.filename] = read_member(path, info.filename, limits)
+            contents[info.filename] = read_member(path, info.filename, index, limits)
         except (zipfile.BadZipFile, zlib.error) as exc:
             check.fail(info.filename, f"is damaged inside the zip ({exc}): its bytes were altered")
     return contents

@@ -109,8 +109,10 @@ def image_record(session: Session, image: Image) -> dict[str, Any]:
         "hashes": {"phash": _hex(image.phash), "dhash": _hex(image.dhash), "whash": _hex(image.whash),
                    "colorhash": _hex(image.colorhash)},
         "occurrences": [
-            {"filename": o.original_filename, "container": o.container, "source": o.source,
-             "acquired_by": o.acquired_by, "acquired_at": o.acquired_at.isoformat()}
+            {"filename": o.original_filename, "container": o.container, "member_index": o.member_index, "source": o.source,
+             "acquired_by": o.acquired_by, "acquired_at": o.acquired_at.isoformat(),
+             **({"filename_bytes_hex": o.original_filename_bytes.hex()} if o.original_filename_bytes else {}),
+             **({"container_bytes_hex": o.container_bytes.hex()} if o.container_bytes else {})}
             for o in image.occurrences
         ],
         "metadata": image.metadata_summary,

@@ -63,6 +63,8 @@ class IngestSection:
     max_file_bytes: int = 100 * 2**20
     #: Decompression-bomb guard, checked from the header before any decoding.
     max_pixels: int = 100_000_000
+    #: Decoded size of the first frame (pixels × bits per pixel), checked from the header before any decoding.
+    max_decoded_bytes: int = 256 * 2**20
     archive_max_members: int = 10_000
     archive_max_member_bytes: int = 100 * 2**20
     archive_max_total_bytes: int = 2 * 2**30
@@ -95,6 +97,9 @@ class JobsSection:
     visibility_timeout: int = 3600
     #: Prefix of every broker key on Redis, so several labs share one server.
     key_prefix: str = ""
+    #: A worker whose heartbeat (in the database) is older than this is lost: the tasks it was running are
+    #: queued again by the other workers, whatever the broker (Redis would wait visibility_timeout).
+    lost_worker_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,9 @@ class WebSection:
     #: Secret for session cookies. Never put it in a file in the repository:
     #: set ``VESTIGE_WEB__SECRET_KEY``. Empty makes one per data directory.
     secret_key: str = ""
+    #: How many reverse proxies in front of the app append to X-Forwarded-For. 0: the header is ignored and
+    #: the connection's address is the client's (the login limiter counts per address).
+    trusted_proxies: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,12 +161,14 @@ _POSITIVE = {
     for k in (
         "max_file_bytes",
         "max_pixels",
+        "max_decoded_bytes",
         "archive_max_members",
         "archive_max_member_bytes",
         "archive_max_total_bytes",
         "batch_size",
     )
-} | {("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("web", "max_upload_bytes")}
+} | {("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("jobs", "lost_worker_seconds"),
+     ("web", "max_upload_bytes")}
 
 
 def _coerce(section: str, key: str, kind: Any, value: Any, *, from_env: bool) -> Any:
@@ -224,6 +234,8 @@ def _build_section(name: str, cls: type, values: Mapping[str, Any], env_keys: se
             raise ConfigError(f"configuration key {name}.{key} must be one of {allowed}, not {value!r}")
         if (name, key) in _POSITIVE and value <= 0:
             raise ConfigError(f"configuration key {name}.{key} must be positive, not {value!r}")
+        if (name, key) == ("web", "trusted_proxies") and not 0 <= value <= 10:
+            raise ConfigError(f"configuration key {name}.{key} must be between 0 and 10, not {value!r}")
         if (name, key) == ("ingest", "near_duplicate_radius") and not 0 <= value <= 16:
             raise ConfigError(f"configuration key {name}.{key} must be between 0 and 16, not {value!r}")
         kwargs[key] = value

@@ -143,7 +143,7 @@ def derive_image(workspace: Workspace, session: Session, parent: Image, operatio
     case = parent.case
     require_open(case)
     cfg = workspace.config.ingest
-    limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+    limits = ImageLimits.from_config(cfg)
     decoded = to_rgb(open_image(workspace.store.get(parent.blob_sha256), name=parent.original_filename, limits=limits))
     try:
         data = apply_chain(decoded, operations, available, seed=str(seed).encode())

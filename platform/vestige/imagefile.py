@@ -9,8 +9,12 @@ or :func:`inspect_image`. Both
 3. open the file with exactly the Pillow plugin for that type and check that
    Pillow agrees,
 4. read the dimensions from the header and refuse anything larger than
-   ``ImageLimits.max_pixels`` *before* any pixel is decoded (our limit, not
-   Pillow's global ``Image.MAX_IMAGE_PIXELS``, which is never touched), and
+   ``ImageLimits.max_pixels``, or whose decoded size (pixels × the larger of
+   the bits per pixel the file declares and those Pillow holds it in) is
+   over ``ImageLimits.max_decoded_bytes``, *before* any pixel is decoded
+   (our limits, not Pillow's global ``Image.MAX_IMAGE_PIXELS``, which is
+   never touched): a 16-bit RGBA PNG just under the pixel limit is 800 MB of
+   samples from under 1 MB of file, and
 5. decode the first frame completely, so that truncated or corrupt files are
    refused here rather than in a detector.
 
@@ -39,6 +43,8 @@ from PIL import Image, ImageFile
 
 from vestige.errors import InvalidImageError
 from vestige.imageconvert import to_rgb
+from vestige.imageframes import MAX_COUNTED_FRAMES, _count_gif_frames  # noqa: F401  (re-exported)
+from vestige.imageframes import count_frames as _count_frames
 from vestige.imagehashes import colorhash_int, hash_to_int, whash_int
 from vestige.imagemeta import metadata_summary
 from vestige.jpegquality import JpegQualityEstimate, estimate_jpeg_quality
@@ -55,7 +61,9 @@ __all__ = [
     "sniff_format",
 ]
 
-#: Pillow format name -> media type of every format Vestige accepts.
+#: Pillow format name -> media type of every format Vestige accepts: the one list, decided per format
+#: (docs/architecture.md, "Image formats"). AVIF is here because Pillow (>= 11.3) decodes it with libavif.
+#: HEIC/HEIF is not: Pillow has no HEVC decoder, so it is refused with a sentence that says so.
 SUPPORTED_FORMATS: dict[str, str] = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -63,13 +71,17 @@ SUPPORTED_FORMATS: dict[str, str] = {
     "TIFF": "image/tiff",
     "BMP": "image/bmp",
     "GIF": "image/gif",
+    "AVIF": "image/avif",
 }
 
 #: How many leading bytes :func:`sniff_format` needs to see.
 SNIFF_BYTES = 32
 
-_LABELS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP", "GIF": "GIF"}
-_SUPPORTED_LIST = "JPEG, PNG, WebP, TIFF, BMP, GIF"
+_LABELS = {"JPEG": "JPEG", "PNG": "PNG", "WEBP": "WebP", "TIFF": "TIFF", "BMP": "BMP", "GIF": "GIF", "AVIF": "AVIF"}
+_SUPPORTED_LIST = ", ".join(_LABELS[f] for f in SUPPORTED_FORMATS)
+# ISO base media file brands (the ftyp box): AVIF's, and HEIC's, which Vestige cannot decode.
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs"})
 # Pillow formats that are one of ours under another name (MPO: multi-picture
 # JPEG as written by many cameras and phones; its first frame is a JPEG).
 _PILLOW_ALIASES = {"MPO": "JPEG"}
@@ -90,6 +102,15 @@ class ImageLimits:
     max_bytes: int = 100 * 2**20
     #: Largest first frame, in pixels (width * height), checked before decoding.
     max_pixels: int = 100_000_000
+    #: Largest first frame decoded, in bytes: pixels × the larger of the bits per pixel the file declares
+    #: (bit depth × channels) and those Pillow holds it in; checked before decoding.
+    max_decoded_bytes: int = 256 * 2**20
+
+    @classmethod
+    def from_config(cls, ingest: object) -> ImageLimits:
+        """The limits of an ``[ingest]`` configuration section."""
+        return cls(max_bytes=ingest.max_file_bytes, max_pixels=ingest.max_pixels,  # type: ignore[attr-defined]
+                   max_decoded_bytes=ingest.max_decoded_bytes)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -144,7 +165,17 @@ def sniff_format(head: bytes) -> str | None:
         return "GIF"
     if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
         return "BMP"
+    if _ftyp_brands(head) & _AVIF_BRANDS:
+        return "AVIF"
     return None
+
+
+def _ftyp_brands(head: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO base media file's ftyp box (as far as ``head`` holds it)."""
+    if head[4:8] != b"ftyp" or len(head) < 12:
+        return set()
+    end = min(int.from_bytes(head[:4], "big"), len(head))
+    return {head[8:12]} | {head[i:i + 4] for i in range(16, end - 3, 4)}
 
 
 def _looks_like_text(head: bytes) -> bool:
@@ -165,8 +196,8 @@ def _looks_like_text(head: bytes) -> bool:
 def _unsupported_hint(head: bytes) -> str:
     if head.startswith(b"%PDF"):
         return "; it looks like a PDF document, not an image"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"):
-        return "; it looks like a HEIF/AVIF image, convert it to JPEG or PNG first"
+    if _ftyp_brands(head) & _HEIC_BRANDS or head[8:12] in (b"mif1", b"msf1"):
+        return "; it looks like a HEIC/HEIF image, which is not supported (no HEVC decoder): convert it to JPEG or PNG first"
     if _looks_like_text(head):
         return "; it looks like text, not an image"
     return ""
@@ -208,10 +239,41 @@ def _pixel_limit_error(name: str, limits: ImageLimits, size: tuple[int, int] | N
     return InvalidImageError(f"{what} (ingest.max_pixels).")
 
 
+# Bits per pixel of Pillow's in-memory modes: one byte for 1-bit, L and P, two for 16-bit greyscale, else four.
+_MODE_BITS = {"1": 8, "L": 8, "P": 8, "I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16}
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+
+
+def _declared_bits(image: ImageFile.ImageFile, fmt: str, data: bytes) -> int:
+    """Bits per pixel the file itself declares (bit depth × channels), where its header says so; else 0."""
+    if fmt == "PNG" and data[12:16] == b"IHDR" and len(data) >= 26:
+        return data[24] * _PNG_CHANNELS.get(data[25], 4)
+    if fmt == "TIFF":
+        tags = getattr(image, "tag_v2", {})
+        bits = tags.get(258, 1)
+        samples = int(tags.get(277, 1) or 1)
+        if isinstance(bits, tuple):
+            return int(sum(bits)) if len(bits) > 1 else int(bits[0] if bits else 1) * samples
+        return int(bits or 1) * samples
+    return 0
+
+
+def _decoded_limit_error(name: str, limits: ImageLimits, size: tuple[int, int], bits: int, decoded: int) -> InvalidImageError:
+    w, h = size
+    return InvalidImageError(
+        f"{name} is {w}x{h} at {bits} bits per pixel ({_human_bytes(decoded)} decoded), more than the limit of "
+        f"{_human_bytes(limits.max_decoded_bytes)} (ingest.max_decoded_bytes)."
+    )
+
+
 def _open_checked(
-    data: bytes, name: str, limits: ImageLimits, *, count_frames: bool
+    data: bytes, name: str, limits: ImageLimits, *, count_frames: bool, max_side: int | None = None
 ) -> tuple[ImageFile.ImageFile, str, int]:
-    """Validate ``data`` and return (decoded first frame, format, frame count)."""
+    """Validate ``data`` and return (decoded first frame, format, frame count).
+
+    ``max_side``: the caller needs at most this many pixels a side (a thumbnail), so a JPEG is
+    decoded at the largest 1/2, 1/4 or 1/8 scale that still covers it, never whole.
+    """
     shown = _display_name(name)
     size = len(data)
     if size > limits.max_bytes:
@@ -260,9 +322,15 @@ def _open_checked(
         raise _pixel_limit_error(shown, limits, (width, height))
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"{shown} has no pixels (its header says {width}x{height}).")
+    bits = max(_MODE_BITS.get(image.mode, 32), _declared_bits(image, fmt, data))
+    decoded = -(-width * height * bits // 8)
+    if decoded > limits.max_decoded_bytes:
+        raise _decoded_limit_error(shown, limits, (width, height), bits, decoded)
 
     try:
         frames = _count_frames(image, fmt, data) if count_frames else 1
+        if max_side is not None and fmt == "JPEG":
+            image.draft(image.mode, (max_side, max_side))
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _pixel_limit_error(shown, limits, (width, height)) from None
@@ -273,70 +341,16 @@ def _open_checked(
     return image, fmt, frames
 
 
-#: Frames are counted up to this many; counting a TIFF's pages costs about
-#: 0.1 ms each, and 100 MiB holds a million of them.
-MAX_COUNTED_FRAMES = 1000
-
-
-def _count_gif_frames(data: bytes, cap: int) -> int:
-    """Image descriptors in a GIF, walked the way Pillow walks them, without decoding."""
-    size = len(data)
-    flags = data[10] if size > 10 else 0
-    pos = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
-    frames = 0
-
-    def skip_sub_blocks(at: int) -> int:
-        while at < size:
-            length = data[at]
-            at += 1 + length
-            if length == 0:
-                break
-        return at
-
-    while pos < size and frames < cap:
-        byte = data[pos]
-        if byte == 0x3B:  # trailer
-            break
-        if byte == 0x21:  # extension: label, then sub-blocks
-            pos = skip_sub_blocks(pos + 2)
-        elif byte == 0x2C:  # image descriptor, local colour table, LZW code size, data
-            frames += 1
-            local = data[pos + 9] if pos + 9 < size else 0
-            pos += 10 + (3 << ((local & 7) + 1) if local & 0x80 else 0) + 1
-            pos = skip_sub_blocks(pos)
-        else:  # Pillow skips stray bytes between blocks too
-            pos += 1
-    return max(1, frames)
-
-
-def _count_frames(image: ImageFile.ImageFile, fmt: str, data: bytes) -> int:
-    """Frames (pages) in the file, at most :data:`MAX_COUNTED_FRAMES`; leaves frame 0 current."""
-    if fmt == "GIF":
-        return _count_gif_frames(data, MAX_COUNTED_FRAMES)
-    if fmt == "TIFF":
-        if not getattr(image, "is_animated", False):
-            return 1
-        count = 1
-        try:
-            while count < MAX_COUNTED_FRAMES:
-                image.seek(count)
-                count += 1
-        except EOFError:
-            pass
-        image.seek(0)
-        return count
-    # PNG (APNG), WebP and MPO state their frame count in a header
-    return max(1, min(int(getattr(image, "n_frames", 1)), MAX_COUNTED_FRAMES))
-
-
-def open_image(data: bytes, *, name: str = "image", limits: ImageLimits = ImageLimits()) -> Image.Image:
-    """Validate ``data`` and return its first frame, fully decoded.
+def open_image(data: bytes, *, name: str = "image", limits: ImageLimits = ImageLimits(),
+               max_side: int | None = None) -> Image.Image:
+    """Validate ``data`` and return its first frame, fully decoded (a JPEG at a reduced scale when only
+    ``max_side`` pixels a side are needed, for thumbnails).
 
     Raises :class:`InvalidImageError` (one sentence naming ``name``) when the
     file is too large, empty, not a supported type, claims more pixels than
     ``limits.max_pixels``, or is truncated or corrupt.
     """
-    image, _, _ = _open_checked(data, name, limits, count_frames=False)
+    image, _, _ = _open_checked(data, name, limits, count_frames=False, max_side=max_side)
     return image
 
 

@@ -15,6 +15,7 @@ never a record without its blob.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,9 +27,11 @@ from sqlalchemy.orm import Session
 from vestige.archives import ArchiveLimits, Candidate, check_paths, expand, read_member
 from vestige.cases import require_open
 from vestige.custody import record_event
-from vestige.db.models import Blob, Case, Image, ImageOccurrence, Perturbation
+from vestige.db.models import Case, Image, ImageOccurrence, Perturbation
+from vestige.db.rows import lock_case, record_blob
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imagefile import ImageFacts, ImageLimits, inspect_image
+from vestige.names import original_bytes, safe_text
 from vestige.neardup import NearDuplicateIndex
 from vestige.workspace import Workspace
 
@@ -84,8 +87,10 @@ class Ingester:
         self.workspace = workspace
         self.session = session
         self.case = case
-        self.acquisition = acquisition
-        self.image_limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+        # Who and from where may come from a form: stored with control and bidi characters escaped.
+        self.acquisition = dataclasses.replace(acquisition, source=safe_text(acquisition.source),
+                                               actor=safe_text(acquisition.actor, 200))
+        self.image_limits = ImageLimits.from_config(cfg)
         self.archive_limits = ArchiveLimits(
             max_members=cfg.archive_max_members,
             max_member_bytes=min(cfg.archive_max_member_bytes, cfg.max_file_bytes),
@@ -110,21 +115,23 @@ class Ingester:
         return self.summary
 
     def _ingest_candidate(self, candidate: Candidate) -> None:
-        label = f"{candidate.container}:{candidate.name}" if candidate.container else candidate.name
+        label = safe_text(f"{candidate.container}:{candidate.name}" if candidate.container else candidate.name)
         if candidate.error:
             self.summary.rejected.append({"file": label, "reason": candidate.error})
             return
         try:
             data = self._read(candidate, label)
             facts = inspect_image(data, name=label, limits=self.image_limits)
-            self.add_image(data, facts, filename=candidate.name, container=candidate.container)
+            self.add_image(data, facts, filename=candidate.name, container=candidate.container,
+                           member_index=candidate.member_index)
         except VestigeError as exc:
             self.summary.rejected.append({"file": label, "reason": str(exc)})
 
     def _read(self, candidate: Candidate, label: str) -> bytes:
         assert candidate.path is not None
         if candidate.member is not None:
-            return read_member(candidate.path, candidate.member, self.archive_limits)
+            assert candidate.member_index is not None
+            return read_member(candidate.path, candidate.member, candidate.member_index, self.archive_limits)
         try:
             size = candidate.path.stat().st_size
             if size > self.image_limits.max_bytes:
@@ -142,29 +149,36 @@ class Ingester:
         *,
         filename: str,
         container: str | None = None,
+        member_index: int | None = None,
         origin: str = "evidence",
     ) -> Image:
         """Record one validated image (or one more occurrence of an existing one) in the case."""
         session, acq = self.session, self.acquisition
+        # Names are stored and shown with control and bidi characters escaped; their own bytes are kept beside them.
+        raw_name, raw_container = original_bytes(filename), original_bytes(container) if container else None
+        filename, container = safe_text(filename), safe_text(container) if container is not None else None
+        originals = {k: v.hex() for k, v in (("file_bytes_hex", raw_name), ("container_bytes_hex", raw_container)) if v}
+        lock_case(session, self.case)  # a concurrent ingest of the same file waits here, then sees this one's image
         existing = session.execute(
             sa.select(Image).where(Image.case_id == self.case.id, Image.blob_sha256 == facts.sha256)
         ).scalar_one_or_none()
         occurrence = ImageOccurrence(
-            original_filename=filename, container=container, source=acq.source, acquired_by=acq.actor, acquired_at=acq.at
+            original_filename=filename, container=container, member_index=member_index, source=acq.source,
+            acquired_by=acq.actor, acquired_at=acq.at, original_filename_bytes=raw_name, container_bytes=raw_container,
         )
         if existing is not None:
             existing.occurrences.append(occurrence)
             session.flush()
             record_event(
                 session, self.case, actor=acq.actor, action="image.duplicate",
-                details={"image_id": existing.id, "sha256": facts.sha256, "file": filename, "container": container},
+                details={"image_id": existing.id, "sha256": facts.sha256, "file": filename, "container": container,
+                         **_member(member_index), **originals},
             )
             self.summary.duplicates.append({"file": filename, "image_id": existing.id, "sha256": facts.sha256})
             return existing
 
         self.workspace.store.put(data)
-        if session.get(Blob, facts.sha256) is None:
-            session.add(Blob(sha256=facts.sha256, size=facts.size, media_type=facts.media_type))
+        record_blob(session, facts.sha256, facts.size, facts.media_type)
         image = Image(
             case_id=self.case.id, blob_sha256=facts.sha256, origin=origin, original_filename=filename,
             source=acq.source, acquired_by=acq.actor, acquired_at=acq.at, media_type=facts.media_type,
@@ -192,7 +206,12 @@ class Ingester:
         record_event(
             session, self.case, actor=acq.actor, action="image.ingested",
             details={"image_id": image.id, "sha256": facts.sha256, "file": filename, "container": container,
-                     "source": acq.source, "size": facts.size, "origin": origin},
+                     **_member(member_index), **originals, "source": acq.source, "size": facts.size, "origin": origin},
         )
         self.summary.ingested.append({"file": filename, "image_id": image.id, "sha256": facts.sha256})
         return image
+
+
+def _member(index: int | None) -> dict:
+    # Only archive members carry a position, so events of plain files keep their old shape.
+    return {} if index is None else {"member_index": index}

@@ -50,7 +50,7 @@ def create_derivatives(workspace: Workspace, session: Session, case: Case, image
         ):
             existing[(row.parent_id, probe_name(row.operations))] = row.image_id
     cfg = workspace.config.ingest
-    limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+    limits = ImageLimits.from_config(cfg)
     derived: dict[int, dict[str, Image]] = {}
     ingester: Ingester | None = None  # built on first use: it loads the near-duplicate index
     for parent in images:

@@ -7,7 +7,6 @@ runs it for the embedded default, and in production a WSGI server runs
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,6 +16,7 @@ from vestige import __version__
 from vestige_web.errors import register_error_handlers
 from vestige_web.extensions import vestige
 from vestige_web.security import Csrf, load_secret_key
+from vestige_web.websessions import SESSION_LIFETIME
 
 __all__ = ["create_app"]
 
@@ -37,8 +37,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SECURE=True,
         SESSION_COOKIE_SAMESITE="Lax",
-        PERMANENT_SESSION_LIFETIME=dt.timedelta(hours=12),
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
     )
+    if config.web.trusted_proxies > 0:  # only then is X-Forwarded-For the proxies' word, not the client's
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web.trusted_proxies)  # type: ignore[method-assign]
     from vestige_web import analyses, api, auth, cases, custody, images, plugins, reports, uploads
 
     app.before_request(auth.load_user)

@@ -8,11 +8,11 @@ from flask import Blueprint, flash, g, redirect, render_template, request, sessi
 
 from werkzeug.exceptions import TooManyRequests
 
-from vestige.db.models import User
 from vestige_web.accounts import authenticate, user_for_token
 from vestige_web.errors import is_api_request
 from vestige_web.extensions import vestige
 from vestige_web.security import LoginLimiter
+from vestige_web.websessions import end_session, start_session, user_for_session
 
 bp = Blueprint("auth", __name__)
 limiter = LoginLimiter()
@@ -27,10 +27,9 @@ def load_user() -> None:
         if scheme.lower() == "bearer" and token.strip():
             g.user = user_for_token(vestige.session, token.strip())
         return
-    user_id = session.get("user_id")
-    if user_id is not None:
-        user = vestige.session.get(User, user_id)
-        g.user = user if user is not None and user.is_active else None
+    sid = session.get("sid")
+    if sid is not None:
+        g.user = user_for_session(vestige.session, sid)  # an ended or expired session is looked up, and refused
         if g.user is None:
             session.clear()
 
@@ -65,13 +64,17 @@ def login() -> object:
         return render_template("login.html", next=request.form.get("next", ""), username=username), 401
     limiter.succeeded(username)
     session.clear()  # a fresh session on login: nothing from before carries over
-    session["user_id"] = user.id
+    session["sid"] = start_session(vestige.session, user)
+    vestige.session.commit()
     session.permanent = True
     return redirect(_safe_next(request.form.get("next")))
 
 
 @bp.post("/logout")
 def logout() -> object:
+    if session.get("sid"):
+        end_session(vestige.session, session["sid"])  # the cookie, or any copy of it, stops working now
+        vestige.session.commit()
     session.clear()
     flash("You are logged out.", "info")
     return redirect(url_for("auth.login"))

@@ -9,7 +9,9 @@ from typing import Any
 
 from flask import Blueprint, g, render_template
 
+from vestige.checkpoints import check_against_checkpoint
 from vestige.custody import list_events, record_event, verify_chain
+from vestige.errors import VestigeError
 from vestige.db.models import Case
 from vestige_web.access import find_case
 from vestige_web.auth import require_login
@@ -40,15 +42,27 @@ def record_view(case: Case, action: str, details: dict[str, Any] | None = None) 
 
 
 def custody_state(case: Case) -> dict[str, Any]:
-    """The chain's events and whether it verifies, as shown on the page and by the API."""
+    """The chain's events, whether it verifies (and matches its signed checkpoint), and the last store check."""
     session = vestige.session
     report = verify_chain(session, case)
+    stored = list_events(session, case)
     events = [
         {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": json.loads(e.details), "hash": e.hash}
-        for e in list_events(session, case)
+        for e in stored
     ]
-    return {"intact": report.intact, "events": report.events, "problem": report.problem,
-            "sentence": report.sentence(), "log": events}
+    intact, problem, checkpoint = report.intact, report.problem, None
+    if intact:
+        try:
+            check = check_against_checkpoint(vestige.workspace.config, case.reference, stored)
+            intact, checkpoint = check.ok, check.sentence
+        except VestigeError as exc:  # a checkpoint file without the lab's public key here
+            intact, checkpoint = False, str(exc)
+        problem = None if intact else checkpoint
+    store = next(({"at": e["at"], "actor": e["actor"], **e["details"]} for e in reversed(events)
+                  if e["action"] == "store.verified"), None)
+    return {"intact": intact, "events": report.events, "problem": problem, "checkpoint": checkpoint,
+            "sentence": report.sentence() if problem is None else f"chain broken: {problem}", "store": store,
+            "log": events}
 
 
 @bp.get("/cases/<path:reference>/custody")

@@ -41,7 +41,7 @@ def evidence_response(data: bytes, media_type: str, *, filename: str | None = No
 
 def _render(sha256: str, side: int | None) -> bytes:
     """The verified blob decoded and encoded for a browser: a JPEG thumbnail, or a PNG when ``side`` is None."""
-    image = to_rgb(open_image(vestige.workspace.store.get(sha256), name=sha256[:12]))
+    image = to_rgb(open_image(vestige.workspace.store.get(sha256), name=sha256[:12], max_side=side))
     buf = io.BytesIO()
     if side is None:
         image.save(buf, "PNG")

@@ -81,43 +81,57 @@ class Csrf:
 
 
 class LoginLimiter:
-    """Failed logins per user name and per client address, counted in memory.
+    """Failed logins, counted in memory, under three separate limits.
 
-    The counts live in each server process (gunicorn workers count
-    separately), which bounds guessing to ``max_failures`` × workers per
-    window; a proxy in front can add a global limit.
+    - per account *and* client address (``LOGIN_MAX_FAILURES``, 5): guessing
+      one password from one place;
+    - per client address, whatever the account (``LOGIN_MAX_FAILURES_PER_ADDRESS``,
+      20): one place trying many accounts; one user's typos do not lock out
+      the others behind the same address;
+    - per account, whatever the address (``LOGIN_MAX_FAILURES_PER_ACCOUNT``,
+      50): guessing one password from many places. Only this one lets
+      strangers lock an account, and only from many addresses at once.
+
+    The client address is the connection's, unless ``[web] trusted_proxies``
+    says how many proxies in front append to ``X-Forwarded-For`` (werkzeug's
+    ``ProxyFix``, installed by the app factory); otherwise that header is the
+    client's own word and is ignored. The counts live in each server process
+    (gunicorn workers count separately), which multiplies each bound by the
+    number of workers; a proxy in front can add a global limit.
     """
 
-    def __init__(self, app: Flask | None = None, *, max_failures: int = 5, window_s: float = 300.0) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
+    def __init__(self, app: Flask | None = None, *, max_failures: int = 5, per_address: int = 20,
+                 per_account: int = 50, window_s: float = 300.0) -> None:
+        self.defaults = {"LOGIN_MAX_FAILURES": max_failures, "LOGIN_MAX_FAILURES_PER_ADDRESS": per_address,
+                         "LOGIN_MAX_FAILURES_PER_ACCOUNT": per_account, "LOGIN_WINDOW_SECONDS": window_s}
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
-        app.config.setdefault("LOGIN_MAX_FAILURES", self.max_failures)
-        app.config.setdefault("LOGIN_WINDOW_SECONDS", self.window_s)
+        for key, value in self.defaults.items():
+            app.config.setdefault(key, value)
         app.extensions["vestige_login_limiter"] = _Failures()
 
-    def _keys(self, username: str) -> list[str]:
-        return [f"user:{username.lower()}", f"addr:{request.remote_addr}"]
+    def _limits(self, username: str) -> list[tuple[str, int]]:
+        name, addr, cfg = username.lower(), request.remote_addr or "unknown", current_app.config
+        return [(f"pair:{addr}|{name}", cfg["LOGIN_MAX_FAILURES"]),
+                (f"addr:{addr}", cfg["LOGIN_MAX_FAILURES_PER_ADDRESS"]),
+                (f"user:{name}", cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"])]
 
     def retry_after(self, username: str) -> int | None:
         """Seconds until another try is allowed, or None when it is allowed now."""
-        app = current_app
-        failures: _Failures = app.extensions["vestige_login_limiter"]
-        waits = [failures.wait(key, app.config["LOGIN_MAX_FAILURES"], app.config["LOGIN_WINDOW_SECONDS"])
-                 for key in self._keys(username)]
-        longest = max(waits)
+        failures: _Failures = current_app.extensions["vestige_login_limiter"]
+        window = current_app.config["LOGIN_WINDOW_SECONDS"]
+        longest = max(failures.wait(key, limit, window) for key, limit in self._limits(username))
         return int(longest) + 1 if longest > 0 else None
 
     def failed(self, username: str) -> None:
         failures: _Failures = current_app.extensions["vestige_login_limiter"]
-        for key in self._keys(username):
+        for key, _ in self._limits(username):
             failures.add(key, current_app.config["LOGIN_WINDOW_SECONDS"])
 
     def succeeded(self, username: str) -> None:
-        current_app.extensions["vestige_login_limiter"].clear(self._keys(username)[0])
+        current_app.extensions["vestige_login_limiter"].clear(self._limits(username)[0][0])
 
 
 class _Failures:

@@ -19,6 +19,7 @@ from vestige.cli import analyze, bench, cases, custody, db, detect, images, pert
 from vestige.cli import web  # noqa: E402,F401  (serve, user, token, case member)
 from vestige.cli import keys, reports  # noqa: E402,F401  (keys, report, verify)
 from vestige.cli import models  # noqa: E402,F401  (models, train)
+from vestige.cli import store  # noqa: E402,F401  (store verify)
 
 __all__ = ["cli", "main"]
 

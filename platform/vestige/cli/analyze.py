@@ -58,6 +58,7 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
     """
     from vestige.jobs.celery_app import create_celery_app
     from vestige.jobs.dispatch import enqueue_tasks, run_in_process, wait_for_analysis, workers_for
+    from vestige.jobs.recovery import stall_reason
     from vestige.jobs.settings import uses_embedded_broker
 
     workspace, config = state.workspace, state.config
@@ -89,13 +90,34 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
             return
         click.echo("waiting for workers")
         progress = _progress_reporter("analysing")
-        while wait_for_analysis(workspace, analysis.id, progress=progress, timeout_s=5).finished_at is None:
+        stall = StallWatch(config.jobs.lost_worker_seconds)
+        while (current := wait_for_analysis(workspace, analysis.id, progress=progress, timeout_s=5)).finished_at is None:
             if embedded and not workers_for(config, queues):
                 # Every local worker is gone (stopped, or killed): don't wait forever.
                 click.echo("the workers stopped: finishing the analysis in this process")
                 run_in_process(workspace, analysis.id, progress=progress)
+            elif stall.stalled(current.progress_done):
+                click.echo(f"no progress for {stall.seconds} s: {stall_reason(workspace.db, config, analysis.id)}",
+                           err=True)
     with workspace.db.session() as session:
         _show_summary(session, session.get(Analysis, analysis.id))
+
+
+class StallWatch:
+    """Says once per stall when the progress count has not moved for ``seconds``."""
+
+    def __init__(self, seconds: int) -> None:
+        self.seconds, self._done, self._since, self._told = seconds, -1, time.monotonic(), False
+
+    def stalled(self, done: int) -> bool:
+        now = time.monotonic()
+        if done != self._done:
+            self._done, self._since, self._told = done, now, False
+            return False
+        if not self._told and now - self._since >= self.seconds:
+            self._told = True
+            return True
+        return False
 
 
 def _image_rows(session, analysis: Analysis) -> dict[int, Image]:  # type: ignore[no-untyped-def]

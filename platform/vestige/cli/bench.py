@@ -167,7 +167,7 @@ def bench_build_folders(ctx: click.Context, src: Path, out: Path, val_fraction: 
     began = time.perf_counter()
     dataset = build_folders(src, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, severity=severity,
                             crop=crop, command=_command_line(ctx), pm=state.pm,
-                            limits=ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels),
+                            limits=ImageLimits.from_config(cfg),
                             progress=_progress, warn=lambda line: click.echo(f"warning: {line}", err=True))
     _report_dataset(dataset, time.perf_counter() - began)
 

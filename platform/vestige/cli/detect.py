@@ -31,7 +31,7 @@ def detect(state: State, files: tuple[Path, ...], names: tuple[str, ...], models
     detectors = select_detectors(state.pm, names)
     cfg = state.config.ingest
     chosen = parse_model_options(models)
-    limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+    limits = ImageLimits.from_config(cfg)
     with optional_registry(state, required=bool(chosen)) as registry:
         if registry is not None:
             chosen = {name: registry.get(ref).sha256 for name, ref in chosen.items()}

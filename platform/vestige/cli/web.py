@@ -64,6 +64,37 @@ def user_add(state: State, username: str, role: str, password_file: Path | None)
         click.echo(f"user {user.username} added ({user.role})")
 
 
+@user_group.command("password")
+@click.argument("username")
+@click.option("--password-file", type=click.Path(path_type=Path), default=None,
+              help="Read the new password from the first line of this file ('-': standard input) instead of prompting.")
+@pass_state
+def user_password(state: State, username: str, password_file: Path | None) -> None:
+    """Set USERNAME's password; every web session of theirs ends (API tokens are kept: `vestige token revoke`)."""
+    from vestige_web.accounts import get_user
+    from vestige_web.websessions import change_password
+
+    password = _read_password(password_file)
+    with state.workspace.db.session() as session:
+        ended = change_password(session, get_user(session, username), password)
+    click.echo(f"password of {username} changed; {ended} session(s) ended")
+
+
+@user_group.command("remove")
+@click.argument("username")
+@pass_state
+def user_remove(state: State, username: str) -> None:
+    """Remove USERNAME: they can no longer log in, their sessions end and their tokens are revoked.
+
+    The account is kept, inactive, because the custody log names its actions."""
+    from vestige_web.accounts import get_user
+    from vestige_web.websessions import remove_user
+
+    with state.workspace.db.session() as session:
+        sessions, tokens = remove_user(session, get_user(session, username))
+    click.echo(f"user {username} removed: {sessions} session(s) ended, {tokens} token(s) revoked")
+
+
 @user_group.command("list")
 @json_option
 @pass_state

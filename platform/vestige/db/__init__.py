@@ -17,6 +17,8 @@ from vestige.db.models import (
     Report,
     User,
     Verdict,
+    WebSession,
+    WorkerHeartbeat,
 )
 
 __all__ = [
@@ -36,5 +38,7 @@ __all__ = [
     "Report",
     "User",
     "Verdict",
+    "WebSession",
+    "WorkerHeartbeat",
     "make_engine",
 ]

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from vestige.errors import ConfigError, DatabaseStateError
 
 
-def make_engine(url: str, *, busy_timeout: float = 30.0, echo: bool = False) -> Engine:
+def make_engine(url: str, *, busy_timeout: float = 30.0, echo: bool = False, poolclass: type | None = None) -> Engine:
     """An engine for ``url``; SQLite gets WAL, a busy timeout and enforced foreign keys.
 
     Web, workers and the CLI share one SQLite file: without WAL and a busy
@@ -33,7 +33,8 @@ def make_engine(url: str, *, busy_timeout: float = 30.0, echo: bool = False) -> 
                     f"the database folder {parent} does not exist; run `vestige init` first"
                 )
         engine = sa.create_engine(
-            url, echo=echo, connect_args={"timeout": busy_timeout, "check_same_thread": False}
+            url, echo=echo, connect_args={"timeout": busy_timeout, "check_same_thread": False},
+            **({"poolclass": poolclass} if poolclass else {}),
         )
 
         @sa.event.listens_for(engine, "connect")
@@ -47,7 +48,7 @@ def make_engine(url: str, *, busy_timeout: float = 30.0, echo: bool = False) -> 
 
         return engine
     try:
-        return sa.create_engine(url, echo=echo, pool_pre_ping=True)
+        return sa.create_engine(url, echo=echo, **({"poolclass": poolclass} if poolclass else {"pool_pre_ping": True}))
     except (ArgumentError, ImportError) as exc:
         raise ConfigError(f"database.url {parsed.render_as_string(hide_password=True)!r} cannot be used: {exc}") from None
 

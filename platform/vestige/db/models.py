@@ -84,6 +84,31 @@ class User(Base):
     memberships: Mapped[list[CaseMember]] = relationship(back_populates="user", cascade="all, delete-orphan")
 
 
+class WebSession(Base):
+    """A logged-in browser session; the cookie holds a random id whose SHA-256 is kept here, so it can be revoked."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    sid_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime]
+    #: Set by logout, a password change or the user's removal; a revoked session never works again.
+    revoked_at: Mapped[dt.datetime | None]
+
+
+class WorkerHeartbeat(Base):
+    """A running worker, refreshed every few seconds: a stale row is a lost worker whose tasks are re-queued."""
+
+    __tablename__ = "worker_heartbeats"
+
+    nodename: Mapped[str] = mapped_column(sa.String(255), primary_key=True)
+    pid: Mapped[int]
+    queues: Mapped[list[Any]] = mapped_column(default=list)
+    beat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class ApiToken(Base):
     __tablename__ = "api_tokens"
 
@@ -190,6 +215,12 @@ class ImageOccurrence(Base):
     original_filename: Mapped[str] = mapped_column(sa.String(1024))
     #: The archive the file came out of, if any.
     container: Mapped[str | None] = mapped_column(sa.String(1024))
+    #: The member's position in the archive's central directory (names may repeat within one archive).
+    member_index: Mapped[int | None] = mapped_column()
+    #: The name's own bytes, when ``original_filename`` had to escape control or bidi characters in it.
+    original_filename_bytes: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
+    #: The same for the archive's name.
+    container_bytes: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
     source: Mapped[str] = mapped_column(sa.String(1000), default="")
     acquired_by: Mapped[str] = mapped_column(sa.String(200))
     acquired_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -77,7 +77,7 @@ def _error_findings(task: AnalysisTask, detector: Detector | None, message: str)
 def _inputs(workspace: Workspace, task: AnalysisTask) -> tuple[list[ImageInput | None], list[str | None]]:
     """Decoded images of the chunk, in order; an image that cannot be read gets an error instead."""
     cfg = workspace.config.ingest
-    limits = ImageLimits(max_bytes=cfg.max_file_bytes, max_pixels=cfg.max_pixels)
+    limits = ImageLimits.from_config(cfg)
     with workspace.db.session() as session:
         rows = {image.id: image for image in session.execute(
             sa.select(Image).where(Image.id.in_(task.image_ids))).scalars()}

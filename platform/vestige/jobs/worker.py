@@ -11,8 +11,9 @@ from celery.signals import worker_ready
 from vestige.config import Config
 from vestige.errors import ConfigError
 from vestige.jobs.celery_app import create_celery_app
-from vestige.jobs.dispatch import requeue_lost_tasks
+from vestige.jobs.dispatch import enqueue_tasks, requeue_lost_tasks
 from vestige.jobs.heartbeat import Heartbeat
+from vestige.jobs.recovery import DatabaseHeartbeat
 from vestige.workspace import Workspace
 
 
@@ -39,9 +40,11 @@ def start_worker(config: Config, *, queues: Sequence[str], concurrency: int | No
     if requeued:
         print(f"re-queued {requeued} task(s) left unfinished by a lost worker", flush=True)
     heartbeat = Heartbeat(config, nodename, list(queues))
+    # In the database too, whatever the broker: any live worker queues again the tasks of a lost one.
+    watch = DatabaseHeartbeat(config, nodename, os.getpid(), list(queues), send=lambda tasks: enqueue_tasks(app, tasks))
     # Beat from the moment the worker consumes, not before: a command that
     # sees the heartbeat may count on its tasks being taken at once.
-    worker_ready.connect(lambda **_: heartbeat.start(), weak=False)
+    worker_ready.connect(lambda **_: (heartbeat.start(), watch.start()), weak=False)
     argv = ["worker", "--queues", ",".join(queues), "--hostname", nodename, "--loglevel", loglevel, "--pool", pool,
             "--without-gossip", "--without-mingle", "--without-heartbeat"]
     if concurrency:
@@ -49,4 +52,5 @@ def start_worker(config: Config, *, queues: Sequence[str], concurrency: int | No
     try:
         app.worker_main(argv)
     finally:
+        watch.stop()
         heartbeat.stop()

@@ -14,9 +14,11 @@ from sqlalchemy.orm import Session
 from vestige.bundle import BundleFile, build_bundle, custody_log_document, original_path, picture_path
 
 from vestige.cases import get_case
+from vestige.checkpoints import case_checkpoint_lines
 from vestige.custody import list_events, record_event
-from vestige.db.models import Blob, Case, Report
-from vestige.errors import InvalidInputError
+from vestige.db.models import Case, Report
+from vestige.db.rows import record_blob
+from vestige.errors import InvalidInputError, StoreError
 from vestige.keys import load_signing_key
 from vestige.plugins import VestigePluginManager
 from vestige.reports.casereport import build_case_report
@@ -28,6 +30,7 @@ from vestige.store import BlobStore
 from vestige.workspace import Workspace
 
 FORMATS = ("json", "html", "pdf", "bundle")
+CHECKPOINTS_PATH = "custody/checkpoints.jsonl"
 MEDIA_TYPES = {
     "json": "application/json",
     "html": "text/html; charset=utf-8",
@@ -60,8 +63,7 @@ def record_report(session: Session, store: BlobStore, case: Case, *, fmt: str, d
                   actor: str, signature: str | None = None, filename: str | None = None) -> Report:
     """Keep a written report: its bytes as a blob, a Report row, and a ``report.exported`` custody event."""
     sha256 = store.put(data)
-    if session.get(Blob, sha256) is None:
-        session.add(Blob(sha256=sha256, size=len(data), media_type=MEDIA_TYPES[fmt]))
+    record_blob(session, sha256, len(data), MEDIA_TYPES[fmt])
     report = Report(case_id=case.id, analysis_id=analysis_id, format=fmt, blob_sha256=sha256, size=len(data),
                     signature=signature, created_by=actor)
     session.add(report)
@@ -84,7 +86,7 @@ def build_checked_report(session: Session, case: Case, *, workspace: Workspace, 
 
 
 def _bundle(session: Session, store: BlobStore, case: Case, document: dict[str, Any], pictures: ReportPictures, *,
-            signing_key: Ed25519PrivateKey, actor: str, bundle_name: str) -> tuple[bytes, str]:
+            signing_key: Ed25519PrivateKey, actor: str, bundle_name: str, checkpoints: bytes = b"") -> tuple[bytes, str]:
     """Render and record the three reports, then zip them with the originals, pictures and custody log."""
     analysis_id = document["analysis"]["id"] if document["analysis"] else None
     files = []
@@ -103,10 +105,31 @@ def _bundle(session: Session, store: BlobStore, case: Case, document: dict[str, 
                     seen.add(picture["sha256"])
                     files.append(BundleFile(picture_path(picture["sha256"], picture["media_type"]), "picture",
                                             store.get(picture["sha256"])))
+    if checkpoints:  # the case's signed checkpoints, so a reviewer can hold the chain against them
+        files.append(BundleFile(CHECKPOINTS_PATH, "checkpoints", checkpoints))
     # The log as it stands now, with the inner reports' events; the bundle's own event follows it.
     custody = custody_log_document(case.reference, list_events(session, case), case.custody_head, case.custody_count)
     return build_bundle(document["case"], files, custody=custody, created_at=document["generated_at"], created_by=actor,
                         signing_key=signing_key, bundle_name=bundle_name)
+
+
+def require_intact_store(document: dict[str, Any], pictures: ReportPictures) -> None:
+    """Refuse a report that would list evidence whose stored bytes no longer match their hash."""
+    if not pictures.store_problems:
+        return
+    bad = []
+    for image in document["images"]:
+        if image["sha256"] in pictures.store_problems:
+            bad.append(f"image {image['id']} {image['filename']!r}")
+        for finding in image["findings"]:
+            bad += [f"a picture of {finding['detector']}'s finding on image {image['id']}"
+                    for picture in finding["pictures"] if picture["sha256"] in pictures.store_problems]
+    first = next(iter(pictures.store_problems.values())).split("; restore")[0]
+    raise StoreError(
+        f"no report written: {len(bad)} file(s) it would include cannot be served as stored "
+        f"({', '.join(bad[:5])}{', …' if len(bad) > 5 else ''}: {first}); run `vestige store verify "
+        f"{document['case']['reference']}` and restore them from a backup"
+    )
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -130,12 +153,14 @@ def export_report(workspace: Workspace, pm: VestigePluginManager, reference: str
     with workspace.db.session() as session:
         case = get_case(session, reference)
         document = build_checked_report(session, case, workspace=workspace, pm=pm, actor=actor)
-        pictures = ReportPictures(workspace.store, document)
+        pictures = ReportPictures(workspace.store, document)  # reads and re-hashes every blob the report includes
+        require_intact_store(document, pictures)
         analysis_id = document["analysis"]["id"] if document["analysis"] else None
         signature = None
         if fmt == "bundle":
             data, signature = _bundle(session, workspace.store, case, document, pictures,
-                                      signing_key=signing_key, actor=actor, bundle_name=out.name)
+                                      signing_key=signing_key, actor=actor, bundle_name=out.name,
+                                      checkpoints=case_checkpoint_lines(workspace.config, case.reference))
         else:
             data = render(fmt, document, pictures)
         report = record_report(session, workspace.store, case, fmt=fmt, data=data, analysis_id=analysis_id,

@@ -20,7 +20,7 @@ THUMBNAIL_MEDIA_TYPE = "image/jpeg"
 
 def thumbnail_jpeg(data: bytes, side: int = THUMBNAIL_SIDE) -> bytes:
     """A JPEG no larger than ``side`` pixels on its longer edge, in RGB."""
-    picture = to_rgb(open_image(data, name="evidence"))
+    picture = to_rgb(open_image(data, name="evidence", max_side=side))
     picture.thumbnail((side, side), PILImage.Resampling.LANCZOS)
     out = io.BytesIO()
     picture.save(out, "JPEG", quality=85, optimize=True)
@@ -38,6 +38,8 @@ class ReportPictures:
         self._pictures: dict[str, bytes] = {}
         self._thumbnails: dict[str, bytes] = {}
         self._problems: dict[str, str] = {}
+        #: Blobs the store could not serve as written (missing, corrupted): a report must not list them as intact.
+        self.store_problems: dict[str, str] = {}
         for image in document["images"]:
             self._load(store, image["sha256"], self._thumbnails, thumbnail_jpeg)
             for finding in image["findings"]:
@@ -50,7 +52,7 @@ class ReportPictures:
         try:
             into[sha256] = convert(store.get(sha256))
         except StoreError as exc:
-            self._problems[sha256] = str(exc)
+            self._problems[sha256] = self.store_problems[sha256] = str(exc)
         except Exception as exc:  # a picture that does not decode is shown as a sentence, not a crash
             self._problems[sha256] = f"picture {sha256[:12]}… cannot be shown: {exc}"
 

@@ -1,0 +1,144 @@
+"""Lost workers, whatever the broker: heartbeats in the database, and their running tasks queued again.
+
+The broker's own hand-back is slow or absent: Redis redelivers an
+unacknowledged task only after ``jobs.visibility_timeout`` (an hour by
+default), and the embedded broker never does. So every worker writes a
+heartbeat row every :data:`INTERVAL_S` seconds, and every few seconds looks
+for tasks still ``running`` on a worker whose row is older than
+``jobs.lost_worker_seconds``: each is set back to ``queued`` by a
+conditional UPDATE (so exactly one worker re-queues it) and sent again. A
+late redelivery by the broker then finds the task done and does nothing.
+Tasks run in-process (``vestige analyze --wait``, the web server's thread)
+have no heartbeat row and are never taken from them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.pool import NullPool
+
+from vestige.config import Config
+from vestige.db import Database, make_engine
+from vestige.db.models import Analysis, AnalysisTask, WorkerHeartbeat, utcnow
+
+INTERVAL_S = 2.0
+
+
+def _lost_before(config: Config) -> dt.datetime:
+    return utcnow() - dt.timedelta(seconds=config.jobs.lost_worker_seconds)
+
+
+def beat(db: Database, nodename: str, pid: int, queues: list[str]) -> None:
+    """Insert or refresh this worker's heartbeat row."""
+    with db.session() as session:
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        now = utcnow()
+        session.execute(insert(WorkerHeartbeat).values(nodename=nodename, pid=pid, queues=queues, beat_at=now)
+                        .on_conflict_do_update(index_elements=["nodename"], set_={"beat_at": now, "queues": queues}))
+
+
+def forget(db: Database, nodename: str) -> None:
+    with db.session() as session:
+        session.execute(sa.delete(WorkerHeartbeat).where(WorkerHeartbeat.nodename == nodename))
+
+
+def lost_workers(db: Database, config: Config) -> dict[str, dt.datetime]:
+    """Workers whose heartbeat went stale, with their last beat."""
+    with db.session() as session:
+        rows = session.execute(sa.select(WorkerHeartbeat.nodename, WorkerHeartbeat.beat_at)
+                               .where(WorkerHeartbeat.beat_at < _lost_before(config))).all()
+    return {name: at for name, at in rows}
+
+
+def requeue_tasks_of_lost_workers(db: Database, config: Config, send: Callable[[list[AnalysisTask]], int]) -> int:
+    """Set the running tasks of lost workers back to queued (each exactly once) and send them; returns how many."""
+    lost = lost_workers(db, config)
+    if not lost:
+        return 0
+    taken: list[AnalysisTask] = []
+    with db.session() as session:
+        tasks = session.execute(
+            sa.select(AnalysisTask).join(Analysis, Analysis.id == AnalysisTask.analysis_id)
+            .where(Analysis.finished_at.is_(None), AnalysisTask.status == "running", AnalysisTask.worker.in_(list(lost)))
+            .order_by(AnalysisTask.id)
+        ).scalars().all()
+        for task in tasks:
+            moved = session.execute(
+                sa.update(AnalysisTask).where(AnalysisTask.id == task.id, AnalysisTask.status == "running",
+                                              AnalysisTask.worker == task.worker)
+                .values(status="queued", worker=None).execution_options(synchronize_session=False)
+            ).rowcount
+            if moved:
+                taken.append(task)
+        session.commit()
+        for task in taken:
+            session.expunge(task)
+    return send(taken) if taken else 0
+
+
+def stall_reason(db: Database, config: Config, analysis_id: int) -> str:
+    """Why an analysis makes no progress, in one sentence, from the heartbeats and its tasks."""
+    with db.session() as session:
+        live = session.execute(sa.select(WorkerHeartbeat.nodename, WorkerHeartbeat.queues)
+                               .where(WorkerHeartbeat.beat_at >= _lost_before(config))).all()
+        running = session.execute(sa.select(AnalysisTask.worker).where(
+            AnalysisTask.analysis_id == analysis_id, AnalysisTask.status == "running")).scalars().all()
+        queued = session.scalar(sa.select(sa.func.count()).select_from(AnalysisTask).where(
+            AnalysisTask.analysis_id == analysis_id, AnalysisTask.status == "queued"))
+    alive = {name for name, _ in live}
+    lost = sorted({w for w in running if w and w not in alive})
+    if lost:
+        return (f"{len(running)} task(s) are held by {', '.join(lost)}, which stopped sending heartbeats; a live "
+                f"worker queues them again within {config.jobs.lost_worker_seconds} s of the last one")
+    if not live:
+        return f"no worker has sent a heartbeat in {config.jobs.lost_worker_seconds} s: start `vestige worker`"
+    served = sorted({q for _, queues in live for q in queues})
+    return (f"{queued} task(s) queued and {len(running)} running; live workers ({len(live)}) serve queues "
+            f"{', '.join(served)}")
+
+
+class DatabaseHeartbeat:
+    """A worker's heartbeat row and its watch over lost workers, from a thread of the worker's main process.
+
+    Its engine opens a connection per beat (no pool), so processes forked from
+    the worker never inherit a database connection.
+    """
+
+    def __init__(self, config: Config, nodename: str, pid: int, queues: list[str],
+                 send: Callable[[list[AnalysisTask]], int], log: Callable[[str], None] = print) -> None:
+        self.config, self.nodename, self.pid, self.queues, self.send, self.log = config, nodename, pid, queues, send, log
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="vestige-db-heartbeat", daemon=True)
+        self._db: Database | None = None
+
+    def _run(self) -> None:
+        db = self._db = Database(make_engine(self.config.database_url, poolclass=NullPool))
+        beats = 0
+        while True:
+            try:
+                beat(db, self.nodename, self.pid, self.queues)
+                if beats % 3 == 0:
+                    requeued = requeue_tasks_of_lost_workers(db, self.config, self.send)
+                    if requeued:
+                        self.log(f"re-queued {requeued} task(s) of a lost worker")
+            except Exception as exc:  # the database or broker is away for a moment: beat again later
+                self.log(f"heartbeat: {type(exc).__name__}: {exc}")
+            beats += 1
+            if self._stop.wait(INTERVAL_S):
+                break
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        if self._db is not None:
+            forget(self._db, self.nodename)
+            self._db.dispose()
