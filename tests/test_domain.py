@@ -240,3 +240,18 @@ def test_reports_list_each_detectors_domain_and_the_images_outside_it():
     assert domain_limitations(images) == [
         "Validated domain of fingerprint: 1 of the 2 images it was given were inside it; outside it, and so "
         "inconclusive for it: rocket.jpg (a 640×427 image)."]
+
+
+def test_stored_verdicts_carry_the_outcome_and_the_reason():
+    from vestige.db.models import Verdict
+    from vestige.verdicts import verdict_as_dict
+
+    reason = "outside the validated domain: a 640×427 image, the model was validated on 32×32 images"
+    outside = Verdict(image_id=1, detector="fingerprint", detector_version="1.0.0", label="unknown",
+                      evidence={"domain": {"in_domain": False, "reason": reason}})
+    assert (verdict_as_dict(outside)["outcome"], verdict_as_dict(outside)["reason"]) == ("inconclusive", reason)
+    named = Verdict(image_id=1, detector="fingerprint", detector_version="1.0.0", label="synthetic", source="dcgan-s0",
+                    evidence={"domain": {"in_domain": True, "reason": None}})
+    assert (verdict_as_dict(named)["outcome"], verdict_as_dict(named)["reason"]) == ("synthetic", None)
+    unnamed = Verdict(image_id=1, detector="repmix", detector_version="1.0.0", label="synthetic", source=None, evidence={})
+    assert verdict_as_dict(unnamed)["outcome"] == "synthetic-unknown-source"

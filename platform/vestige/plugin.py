@@ -44,6 +44,7 @@ __all__ = [
     "hookimpl",
     "load_configuration",
     "outcome_of",
+    "reason_of",
 ]
 
 LABELS = ("real", "synthetic", "unknown")
@@ -65,6 +66,17 @@ def outcome_of(label: str, source: str | None) -> str:
     if label == "synthetic":
         return "synthetic" if source else "synthetic-unknown-source"
     return "inconclusive"
+
+
+def reason_of(evidence: Mapping[str, Any] | None) -> str | None:
+    """The one sentence a finding's evidence gives for not being a plain attribution, if any."""
+    if not isinstance(evidence, Mapping):
+        return None
+    domain = evidence.get("domain")
+    if isinstance(domain, Mapping) and domain.get("reason"):
+        return str(domain["reason"])
+    reason = evidence.get("reason")
+    return str(reason) if reason else None
 
 
 def _round(value: Any, digits: int = FLOAT_DIGITS) -> Any:
@@ -147,11 +159,7 @@ class Finding:
     @property
     def reason(self) -> str | None:
         """Why the finding is not a plain attribution (outside the validated domain, below a threshold), if it says."""
-        domain = self.evidence.get("domain")
-        if isinstance(domain, Mapping) and domain.get("reason"):
-            return str(domain["reason"])
-        reason = self.evidence.get("reason")
-        return str(reason) if reason else None
+        return reason_of(self.evidence)
 
     def to_dict(self, *, digits: int = FLOAT_DIGITS, include_embedding: bool = False) -> dict[str, Any]:
         """The canonical JSON form, floats rounded to ``digits`` places."""

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vestige.db.models import Analysis, Blob, Image, Verdict
-from vestige.plugin import Finding
+from vestige.plugin import Finding, outcome_of, reason_of
 from vestige.store import BlobStore
 
 #: dtype of stored embeddings.
@@ -84,6 +84,8 @@ def verdict_as_dict(verdict: Verdict) -> dict[str, Any]:
         "scores": verdict.scores, "confidence": verdict.confidence, "evidence": verdict.evidence,
         "pictures": verdict.pictures, "device": verdict.device, "precision": verdict.precision,
         "runtime_ms": None if verdict.runtime_ms is None else round(verdict.runtime_ms, 3), "error": verdict.error,
+        "outcome": "inconclusive" if verdict.error else outcome_of(verdict.label, verdict.source),
+        "reason": reason_of(verdict.evidence),
     }
 
 

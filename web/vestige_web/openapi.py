@@ -53,7 +53,10 @@ SCHEMAS: dict[str, Any] = {
         "nullable": True,
         "required": ["label", "source", "outcome", "rule"],
         "properties": {"label": {"type": "string", "enum": ["real", "synthetic", "unknown"]}, "source": _STR_OR_NULL,
-                       "outcome": {"type": "string"}, "rule": {"type": "string"}},
+                       "outcome": {"type": "string"}, "rule": {"type": "string"},
+                       "confidence": {"type": "number", "nullable": True,
+                                      "description": "The weakest calibrated confidence among the deciding findings."},
+                       "explanation": {"type": "string", "description": "One sentence an examiner can read aloud."}},
     },
     "ImageRow": {
         "type": "object",
@@ -69,7 +72,11 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["detector", "label"],
         "properties": {"detector": {"type": "string"}, "label": {"type": "string"}, "source": _STR_OR_NULL,
-                       "confidence": {"type": "number", "nullable": True}, "error": _STR_OR_NULL},
+                       "confidence": {"type": "number", "nullable": True}, "error": _STR_OR_NULL,
+                       "outcome": {"type": "string", "enum": ["real", "synthetic", "synthetic-unknown-source",
+                                                             "inconclusive"]},
+                       "reason": {**_STR_OR_NULL, "description": "Why it is not a plain attribution, e.g. outside "
+                                                                 "the model's validated domain (docs/verdicts.md)."}},
     },
     "ImageRecord": {
         "type": "object",
