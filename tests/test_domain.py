@@ -184,16 +184,9 @@ def test_detect_on_a_camera_photograph_is_inconclusive_with_the_reason(vestige, 
 
 
 def test_training_records_a_domain_and_refit_domain_replaces_it(vestige, tmp_path):
-    from test_fingerprint import SOURCES as FP_SOURCES, png
+    from test_fingerprint import SOURCES as FP_SOURCES, tiny_dataset
 
-    src = tmp_path / "reference"
-    for k, source in enumerate(FP_SOURCES):
-        (src / source).mkdir(parents=True)
-        for i in range(24):
-            (src / source / f"{i:03d}.png").write_bytes(png(k, 80_000 + i))
-    assert vestige("init").exit_code == 0
-    assert vestige("bench", "build", "folders", src, "--out", tmp_path / "tiny", "--val-fraction", "0.25",
-                   "--test-fraction", "0.1").exit_code == 0
+    tiny_dataset(vestige, tmp_path, per_source=24, first=80_000, val_fraction="0.25")
     trained = vestige("train", "fingerprint", "--dataset", tmp_path / "tiny", "--epochs", "2", "--batch-size", "16", "--json")
     assert trained.exit_code == 0, trained.stderr
     row = json.loads(trained.stdout)

@@ -301,16 +301,23 @@ def test_shipping_records_the_hash_and_the_default(trained, tmp_path):
 # -- the command line -------------------------------------------------------------
 
 
-def test_train_list_and_detect_on_the_command_line(vestige, tmp_path, torch_one_thread):
+def tiny_dataset(vestige, tmp_path, *, per_source: int, first: int, val_fraction: str = "0.2",
+                 test_fraction: str = "0.1"):
+    """A workspace and a `bench build folders` dataset of the synthetic sources, built on the command line."""
     src = tmp_path / "reference"
     for k, source in enumerate(SOURCES):
         (src / source).mkdir(parents=True)
-        for i in range(20):
-            (src / source / f"{i:03d}.png").write_bytes(png(k, 60_000 + i))
+        for i in range(per_source):
+            (src / source / f"{i:03d}.png").write_bytes(png(k, first + i))
     assert vestige("init").exit_code == 0
-    built = vestige("bench", "build", "folders", src, "--out", tmp_path / "tiny", "--val-fraction", "0.2",
-                    "--test-fraction", "0.1")
+    built = vestige("bench", "build", "folders", src, "--out", tmp_path / "tiny", "--val-fraction", val_fraction,
+                    "--test-fraction", test_fraction)
     assert built.exit_code == 0, built.stderr
+    return tmp_path / "tiny"
+
+
+def test_train_list_and_detect_on_the_command_line(vestige, tmp_path, torch_one_thread):
+    tiny_dataset(vestige, tmp_path, per_source=20, first=60_000)
     trained = vestige("train", "fingerprint", "--dataset", tmp_path / "tiny", "--epochs", "2", "--batch-size", "16", "--json")
     assert trained.exit_code == 0, trained.stderr
     row = json.loads(trained.stdout)
@@ -416,13 +423,7 @@ def test_a_time_budget_that_cuts_training_short_is_flagged(vestige, tmp_path, to
     enough = FingerprintDetector().fit(training_set(per_source=8, val=4), seed=0, options={"epochs": 1})
     assert enough.metrics["under_trained"] is False and enough.metrics["stopped_by"] == "epochs"
     # on the command line: a warning, the flag in the registry, and the threads recorded
-    src = tmp_path / "reference"
-    for k, source in enumerate(SOURCES):
-        (src / source).mkdir(parents=True)
-        for i in range(12):
-            (src / source / f"{i:03d}.png").write_bytes(png(k, 90_000 + i))
-    assert vestige("init").exit_code == 0
-    assert vestige("bench", "build", "folders", src, "--out", tmp_path / "tiny", "--val-fraction", "0.25").exit_code == 0
+    tiny_dataset(vestige, tmp_path, per_source=12, first=90_000, val_fraction="0.25")
     cut = vestige("train", "fingerprint", "--dataset", tmp_path / "tiny", "--epochs", "5", "--minutes", "0.000001",
                   "--threads", "1", "--json")
     assert cut.exit_code == 0, cut.stderr

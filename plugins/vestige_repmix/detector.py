@@ -73,6 +73,7 @@ class RepMixDetector(TrainableDetector):
         self._net: Any = None
         self._info: Mapping[str, Any] = {}
         self._device = "cpu"
+        self._novelty: Any = None
 
     # -- training ---------------------------------------------------------
 
@@ -134,6 +135,7 @@ class RepMixDetector(TrainableDetector):
         self._artifact = artifact
         self._info = artifact.info
         self._net = None
+        self._novelty = artifact.novelty()  # parsed once per artifact, not per batch
 
     def shipped_artifact(self) -> ArtifactFile | None:
         """The manifest's ``default`` entry of ``weights/``, hashed against the manifest on every read."""
@@ -236,10 +238,9 @@ class RepMixDetector(TrainableDetector):
         embeddings, synthetic, probabilities = self._infer_inputs(batch)
         sources = list(self._info["sources"])
         threshold = float(self._info["threshold"])
-        novelty = artifact.novelty()
         decisions = None
-        if novelty is not None and artifact.domain is not None:
-            decisions = decide(artifact.domain, novelty, DomainScores(probabilities, embeddings), sources, threshold)
+        if self._novelty is not None and artifact.domain is not None:
+            decisions = decide(artifact.domain, self._novelty, DomainScores(probabilities, embeddings), sources, threshold)
         findings = []
         for n, (item, embedding, p_fake, probs) in enumerate(zip(batch, embeddings, synthetic, probabilities)):
             best = int(np.argmax(probs))
