@@ -241,3 +241,60 @@ def test_zoo32_builds_cifar_and_zoo_samples_with_the_semantic_split(vestige, tmp
     pixels, _ = sample_images("vae", load_generator("vae"), record.origin["n"], record.origin["seed"], record.klass)
     stored = np.asarray(Image.open(built.path / record.path))
     assert np.array_equal(stored, pixels[record.origin["index"]])
+
+
+def _zoo_run(folder: Path, steps: tuple[int, ...], seed: int) -> Path:
+    """A `vestige zoo train --snapshot-every` output of untrained dcgan-s0 networks (the layout, not a training)."""
+    import torch
+
+    from vestige_zoo.catalog import get_model
+    from vestige_zoo.weights import save_weights
+
+    for i, step in enumerate(steps):
+        torch.manual_seed(seed * 100 + i)
+        where = folder if i == len(steps) - 1 else folder / "snapshots" / f"step-{step}"
+        path, sha = save_weights(get_model("dcgan-s0").network(), "dcgan-s0", where)
+        (where / "dcgan-s0.json").write_text(json.dumps({"name": "dcgan-s0", "weights": path.name, "sha256": sha,
+                                                          "seed": seed, "steps": step}))
+    return folder
+
+
+def test_snapshots_builds_one_source_per_snapshot_sampled_with_seeds_of_its_own(vestige, tmp_path: Path) -> None:
+    first = _zoo_run(tmp_path / "gan-a", (2, 4, 6), seed=1)
+    second = _zoo_run(tmp_path / "gan-b", (3,), seed=2)
+    result = vestige("bench", "build", "snapshots", first, second, "--out", tmp_path / "d", "--train", "6", "--val", "2",
+                     "--test", "4")
+    assert result.exit_code == 0, result.stderr
+    built = open_dataset(tmp_path / "d")
+    assert built.sources == ("gan-a-step2", "gan-a-step4", "gan-a-step6", "gan-b-step3")  # generators only
+    generators = built.manifest["provenance"]["generators"]
+    assert generators["gan-a-step4"]["run"] == "gan-a" and generators["gan-a-step4"]["steps"] == 4
+    assert generators["gan-b-step3"]["weights_sha256"] == json.loads((second / "dcgan-s0.json").read_text())["sha256"]
+    clean = built.records(condition="clean")
+    assert [len([r for r in clean if r.source == "gan-a-step2" and r.split == s]) for s in ("train", "val", "test")] == [6, 2, 4]
+    seeds = {r.source: r.origin["seed"] for r in clean if r.split == "train" and r.klass == "airplane"}
+    assert len(set(seeds.values())) == 4  # no two sources share a latent
+    # every image replays from its snapshot with the recorded seed, n and index
+    from vestige_zoo.registry import load_trained_generator
+    from vestige_zoo.sampling import sample_images
+
+    record = next(r for r in clean if r.source == "gan-a-step4" and r.split == "val")
+    _, generator, _ = load_trained_generator(first / "snapshots" / "step-4")
+    pixels, _ = sample_images("dcgan-s0", generator, record.origin["n"], record.origin["seed"], record.klass)
+    assert np.array_equal(np.asarray(Image.open(built.path / record.path)), pixels[record.origin["index"]])
+
+
+def test_snapshots_refuses_a_lone_generator_a_damaged_snapshot_and_a_clash_of_names(vestige, tmp_path: Path) -> None:
+    lone = _zoo_run(tmp_path / "lone", (5,), seed=1)
+    result = vestige("bench", "build", "snapshots", lone, "--out", tmp_path / "d1")
+    assert result.exit_code == 1 and "at least two" in result.stderr and not (tmp_path / "d1").exists()
+    run = _zoo_run(tmp_path / "run", (1, 2), seed=3)
+    weights = next((run / "snapshots" / "step-1").glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    result = vestige("bench", "build", "snapshots", run, "--out", tmp_path / "d2")
+    assert result.exit_code == 1 and "does not match" in result.stderr and result.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "d2").exists()
+    (tmp_path / "other").mkdir()
+    twin = _zoo_run(tmp_path / "other" / "lone", (5,), seed=4)
+    result = vestige("bench", "build", "snapshots", lone, twin, "--out", tmp_path / "d3")
+    assert result.exit_code == 1 and "lone-step5" in result.stderr

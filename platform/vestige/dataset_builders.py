@@ -1,10 +1,16 @@
-"""Building benchmark datasets (:mod:`vestige.datasets`): ``zoo32`` and ``folders``.
+"""Building benchmark datasets (:mod:`vestige.datasets`): ``zoo32``, ``snapshots`` and ``folders``.
 
 ``zoo32``: real images are CIFAR-10 (train and val from its train split, test
 from its test split), and each zoo generator is sampled class-conditionally
 through the zoo plugin, quantised to 8 bits as ``vestige zoo sample`` does.
 Train and val hold the five *seen* classes; test holds the seen classes and
 the five *unseen* ones, half each.
+
+``snapshots``: issue 18's development protocol, a lab's case built from the
+zoo without any outside model: every snapshot of one or more ``vestige zoo
+train --snapshot-every`` runs is a source (several checkpoints of one
+training run, plus a run of another architecture), sampled like zoo32 with
+seeds of its own; generators only unless CIFAR-10 is added as ``real``.
 
 ``folders``: a lab's own reference images, one sub-folder per source (``real``
 for camera images), no classes, split at random per source.
@@ -32,7 +38,8 @@ from vestige.imagefile import ImageLimits, decode_image
 from vestige.plugins import VestigePluginManager
 from vestige.training import REAL
 
-__all__ = ["SEEN_CLASSES", "UNSEEN_CLASSES", "Counts", "build_folders", "build_zoo32", "default_cifar_zip", "zoo32_sources"]
+__all__ = ["SEEN_CLASSES", "UNSEEN_CLASSES", "Counts", "build_folders", "build_snapshots", "build_zoo32", "default_cifar_zip",
+           "snapshot_sources", "zoo32_sources"]
 
 SEEN_CLASSES = ("airplane", "automobile", "bird", "cat", "deer")
 UNSEEN_CLASSES = ("dog", "frog", "horse", "ship", "truck")
@@ -164,18 +171,24 @@ def _sample_seed(seed: int, split: str, klass: str) -> int:
 
 def _generator_images(name: str, plan: Sequence[tuple[str, str, int]], seed: int, device: str,
                       progress: Progress) -> Iterator[tuple[str, str | None, PILImage.Image, Any]]:
-    """A zoo generator's samples: per (split, class) one seed, so each image replays with ``vestige zoo sample``."""
+    """A shipped zoo generator's samples: per (split, class) one seed, so each image replays with ``vestige zoo sample``."""
     from vestige_zoo.registry import load_generator
+
+    return _sampled_images(name, load_generator(name), name, plan, seed, device, progress)
+
+
+def _sampled_images(model: str, generator: Any, source: str, plan: Sequence[tuple[str, str, int]], seed: int,
+                    device: str, progress: Progress) -> Iterator[tuple[str, str | None, PILImage.Image, Any]]:
+    """Samples of zoo model ``model`` from the loaded ``generator``, one sampling seed per (split, class)."""
     from vestige_zoo.sampling import sample_images
 
-    generator = load_generator(name)
     for split, klass, n in plan:
         sample_seed = _sample_seed(seed, split, klass)
-        pixels, _ = sample_images(name, generator, n, sample_seed, klass, device=device)
+        pixels, _ = sample_images(model, generator, n, sample_seed, klass, device=device)
         for index, array in enumerate(pixels):
             # (seed, n, index): `vestige zoo sample NAME --class C --n N --seed S` draws it again (the latents depend on n).
-            yield split, klass, PILImage.fromarray(array, "RGB"), {"generator": name, "seed": sample_seed, "n": n, "index": index}
-        _report(progress, name, plan, split, klass)
+            yield split, klass, PILImage.fromarray(array, "RGB"), {"generator": source, "seed": sample_seed, "n": n, "index": index}
+        _report(progress, source, plan, split, klass)
 
 
 def _zoo32_provenance(sources: Sequence[str], zip_path: Path) -> dict[str, Any]:
@@ -217,6 +230,91 @@ def build_zoo32(out: Path, *, data: Path | None = None, counts: Counts = Counts(
                      "images, and 3 perturbed copies of each test image")
             items = (_cifar_images(zip_path, plan, seed, progress) if source == REAL
                      else _generator_images(source, plan, seed, device, progress))
+            _write_source(writer, source, items, corruptions, severity=severity, seed=seed)
+        return writer.finish()
+
+
+# ---------------------------------------------------------------------------
+# snapshots: the development protocol of issue 18
+
+
+def snapshot_sources(runs: Sequence[Path]) -> list[tuple[str, Path]]:
+    """``(source name, folder)`` for every generator in ``runs``: each run's snapshots by step, then its final model.
+
+    A run is a ``vestige zoo train --out`` folder; its ``snapshots/step-N/``
+    folders (``--snapshot-every``) are sources of their own, named
+    ``<run folder>-step<N>``, and so is the run's result, named by its step count.
+    """
+    import json
+
+    out: list[tuple[str, Path]] = []
+    for run in runs:
+        if not run.is_dir():
+            raise InvalidInputError(f"{run} is not a folder; give `vestige zoo train --out` folders")
+        records = [json.loads(p.read_text()) for p in sorted(run.glob("*.json"))]
+        steps = [r.get("steps") for r in records if isinstance(r, dict) and r.get("weights")]
+        if len(steps) != 1 or not isinstance(steps[0], int):
+            raise InvalidInputError(f"{run} is not a finished `vestige zoo train --out` folder (one training record "
+                                    "with its step count)")
+        snapshots = sorted((int(p.name.removeprefix("step-")), p) for p in (run / "snapshots").glob("step-*")
+                           if p.is_dir() and p.name.removeprefix("step-").isdigit())
+        for step, folder in [*snapshots, (steps[0], run)]:
+            out.append((f"{run.name}-step{step}", folder))
+    names = [name for name, _ in out]
+    bad = sorted({n for n in names if names.count(n) > 1 or not _SOURCE_NAME.match(n)})
+    if bad:
+        raise InvalidInputError(f"source names must be distinct and hold letters, digits, '.', '_' and '-' only: "
+                                f"rename the run folders behind {', '.join(bad)}")
+    if len(out) < 2:
+        raise InvalidInputError("the runs hold one generator; attribution needs at least two (train with --snapshot-every)")
+    return out
+
+
+def build_snapshots(runs: Sequence[Path], out: Path, *, data: Path | None = None, counts: Counts = Counts(),
+                    severity: int = 3, seed: int = 0, real: bool = False, command: str = "", device: str = "cpu",
+                    pm: VestigePluginManager | None = None, progress: Progress = _quiet) -> Dataset:
+    """A lab-like dataset from zoo training runs: every snapshot and final model is a source (see the docs).
+
+    Each source is sampled class-conditionally over zoo32's plan (train/val on
+    the seen classes, test half seen, half unseen) with sampling seeds of its
+    own, so no two sources share a latent and a detector cannot match
+    content. ``real`` adds CIFAR-10 photographs as zoo32 does; by default the
+    dataset holds generators only, like a lab's case.
+    """
+    from vestige_zoo.cifar import CLASSES
+    from vestige_zoo.registry import load_trained_generator
+
+    chosen = snapshot_sources(runs)
+    zip_path = data or default_cifar_zip()
+    if real and not zip_path.is_file():
+        raise InvalidInputError(f"{zip_path} does not exist; give the CIFAR-10 zip (train/ and test/ folders of JPEGs) with --data")
+    loaded = {name: load_trained_generator(folder) for name, folder in chosen}
+    provenance: dict[str, Any] = {"generators": {}}
+    for name, folder in chosen:
+        model, _, record = loaded[name]
+        run = folder.parent.parent if folder.parent.name == "snapshots" else folder
+        provenance["generators"][name] = {"model": model, "run": run.resolve().name, "steps": record.get("steps"),
+                                          "training_seed": record.get("seed"), "weights": record["weights"],
+                                          "weights_sha256": record["sha256"]}
+    sources = ([REAL] if real else []) + [name for name, _ in chosen]
+    if real:
+        from vestige_zoo.weights import file_sha256
+
+        provenance["cifar10"] = {"file": zip_path.name, "sha256": file_sha256(zip_path)}
+    corruptions = Corruptions.from_plugins(pm)
+    plan = counts.plan()
+    with DatasetWriter(out, name="snapshots", command=command, seed=seed, sources=sources, classes=list(CLASSES),
+                       seen_classes=list(SEEN_CLASSES), unseen_classes=list(UNSEEN_CLASSES),
+                       perturbations=_perturbation_manifest(corruptions, severity), provenance=provenance) as writer:
+        for number, source in enumerate(sources, 1):
+            progress(f"[{number}/{len(sources)}] {source}: {counts.train} train, {counts.val} val, {counts.test} test "
+                     "images, and 3 perturbed copies of each test image")
+            if source == REAL:
+                items = _cifar_images(zip_path, plan, seed, progress)
+            else:
+                model, generator, _ = loaded[source]
+                # sampling seeds of this source's own: seed·100 + its position, then per (split, class)
+                items = _sampled_images(model, generator, source, plan, seed * 100 + number, device, progress)
             _write_source(writer, source, items, corruptions, severity=severity, seed=seed)
         return writer.finish()
 

@@ -101,3 +101,27 @@ def generator_specs(folder: Path = WEIGHTS_DIR) -> list[GeneratorSpec]:
     """Specs of every zoo generator that has shipped weights."""
     shipped = read_manifest(folder)
     return [generator_spec(m, folder) for m in list_models(generators_only=True) if m.name in shipped]
+
+
+def load_trained_generator(trained_dir: Path) -> tuple[str, nn.Module, dict]:
+    """The generator in one ``vestige zoo train --out`` folder (or one of its ``snapshots/step-N/``), unshipped.
+
+    Returns the zoo model's name, the ``(z, y) -> image`` module, and the
+    folder's training record (``<name>.json``: seed, steps, weights and their
+    SHA-256), after checking the weights against that record. A folder must
+    hold exactly one generator's record.
+    """
+    import json
+
+    records = [json.loads(p.read_text()) for p in sorted(Path(trained_dir).glob("*.json"))]
+    records = [r for r in records if isinstance(r, dict) and r.get("name") and r.get("weights")]
+    if len(records) != 1:
+        raise NotFoundError(f"{trained_dir} holds {len(records)} zoo training records; give one `vestige zoo train --out` "
+                            "folder or one of its snapshots/step-N folders")
+    record = records[0]
+    model = get_model(record["name"])
+    if not model.is_generator:
+        raise NotFoundError(f"{trained_dir} holds {record['name']!r}, which is not a generator")
+    network = model.network()
+    network.load_state_dict(verified_state(Path(trained_dir) / record["weights"], record["sha256"]))
+    return model.name, as_generator(model, network.eval().requires_grad_(False)), record

@@ -145,6 +145,35 @@ def bench_build_zoo32(ctx: click.Context, out: Path, data: Path | None, n_train:
     _report_dataset(dataset, time.perf_counter() - began)
 
 
+@bench_build.command("snapshots")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the dataset.")
+@click.option("--real", is_flag=True, help="Add CIFAR-10 photographs as `real` (default: generators only, like a lab's case).")
+@click.option("--data", type=click.Path(path_type=Path), default=None,
+              help="The CIFAR-10 zip for --real (default: ../shared/data/cifar10-jpeg.zip).")
+@click.option("--train", "n_train", type=click.IntRange(1), default=1000, show_default=True, help="Training images per source.")
+@click.option("--val", "n_val", type=click.IntRange(0), default=200, show_default=True, help="Validation images per source.")
+@click.option("--test", "n_test", type=click.IntRange(2), default=500, show_default=True,
+              help="Clean test images per source (half seen, half unseen classes).")
+@click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="Where the generators sample.")
+@click.pass_context
+def bench_build_snapshots(ctx: click.Context, runs: tuple[Path, ...], out: Path, real: bool, data: Path | None,
+                          n_train: int, n_val: int, n_test: int, severity: int, seed: int, device: str) -> None:
+    """Every snapshot of `vestige zoo train --snapshot-every` RUNS as a source: new generators, as a lab's case brings."""
+    import time
+
+    from vestige.dataset_builders import Counts, build_snapshots
+
+    state: State = ctx.find_object(State)
+    began = time.perf_counter()
+    dataset = build_snapshots(list(runs), out, data=data, counts=Counts(n_train, n_val, n_test), severity=severity,
+                              seed=seed, real=real, command=_command_line(ctx), device=device, pm=state.pm,
+                              progress=_progress)
+    _report_dataset(dataset, time.perf_counter() - began)
+
+
 @bench_build.command("folders")
 @click.argument("src", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the dataset.")
