@@ -267,6 +267,7 @@ def test_snapshots_builds_one_source_per_snapshot_sampled_with_seeds_of_its_own(
     assert result.exit_code == 0, result.stderr
     built = open_dataset(tmp_path / "d")
     assert built.sources == ("gan-a-step2", "gan-a-step4", "gan-a-step6", "gan-b-step3")  # generators only
+    assert built.jpeg_history() == {}  # known: no sample was ever JPEG-compressed
     generators = built.manifest["provenance"]["generators"]
     assert generators["gan-a-step4"]["run"] == "gan-a" and generators["gan-a-step4"]["steps"] == 4
     assert generators["gan-b-step3"]["weights_sha256"] == json.loads((second / "dcgan-s0.json").read_text())["sha256"]

@@ -31,7 +31,16 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from vestige.datasets import RESHARE_CHAIN, Corruptions, Dataset, DatasetWriter, Record, apply_operations, seeded_rng
+from vestige.datasets import (
+    RESHARE_CHAIN,
+    ZOO32_REAL_JPEG_QUALITY,
+    Corruptions,
+    Dataset,
+    DatasetWriter,
+    Record,
+    apply_operations,
+    seeded_rng,
+)
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imageconvert import to_rgb
 from vestige.imagefile import ImageLimits, decode_image
@@ -305,7 +314,9 @@ def build_snapshots(runs: Sequence[Path], out: Path, *, data: Path | None = None
     plan = counts.plan()
     with DatasetWriter(out, name="snapshots", command=command, seed=seed, sources=sources, classes=list(CLASSES),
                        seen_classes=list(SEEN_CLASSES), unseen_classes=list(UNSEEN_CLASSES),
-                       perturbations=_perturbation_manifest(corruptions, severity), provenance=provenance) as writer:
+                       perturbations=_perturbation_manifest(corruptions, severity), provenance=provenance,
+                       # known history: the samples were never JPEG-compressed, CIFAR's photographs once at quality 75
+                       jpeg_history={REAL: [ZOO32_REAL_JPEG_QUALITY] * 2} if real else {}) as writer:
         for number, source in enumerate(sources, 1):
             progress(f"[{number}/{len(sources)}] {source}: {counts.train} train, {counts.val} val, {counts.test} test "
                      "images, and 3 perturbed copies of each test image")

@@ -1,4 +1,4 @@
-"""Classic attribution baselines a lab trains on its own images: kNN, Eigenface, PRNU, DCT spectrum.
+"""Attribution baselines a lab trains on its own images: kNN, Eigenface, PRNU, DCT spectrum, a plain CNN.
 
 They are the baselines Yu et al. 2019 and Frank et al. 2020 compare against,
 as real detectors: ``vestige train knn --dataset DIR`` learns one from a
@@ -10,6 +10,7 @@ its options and what its artifact holds.
 from __future__ import annotations
 
 from vestige.plugin import hookimpl
+from vestige_baselines.cnn import CnnDetector
 from vestige_baselines.dct import DctDetector
 from vestige_baselines.detector import BaselineDetector
 from vestige_baselines.eigenface import EigenfaceDetector
@@ -19,6 +20,7 @@ from vestige_baselines.prnu import PrnuDetector, fingerprint_grid
 __version__ = "0.1.0"
 __all__ = [
     "BaselineDetector",
+    "CnnDetector",
     "DctDetector",
     "EigenfaceDetector",
     "KnnDetector",
@@ -30,4 +32,4 @@ __all__ = [
 
 @hookimpl
 def vestige_detectors() -> list[BaselineDetector]:
-    return [KnnDetector(), EigenfaceDetector(), PrnuDetector(), DctDetector()]
+    return [KnnDetector(), EigenfaceDetector(), PrnuDetector(), DctDetector(), CnnDetector()]

@@ -124,7 +124,8 @@ class FingerprintDetector(TrainableDetector):
         return self._runtime
 
     def augmentation_domain(self) -> Mapping[str, Any]:
-        from vestige_fingerprint.immunisation import RECIPE, RESHARING
+        from vestige_fingerprint.immunisation import RECIPE
+        from vestige_perturb.resharing import RESHARING
 
         info = self.require_artifact().info
         perturbations: list[str] = []

@@ -38,7 +38,8 @@ from PIL import Image
 from vestige.errors import InvalidInputError
 from vestige.training import REAL, ArtifactFile, EpochClock, TrainedModel, TrainingSet, pack_artifact
 from vestige import calibration
-from vestige_fingerprint.immunisation import RECIPE, RESHARING, Immuniser, Resharer
+from vestige_fingerprint.immunisation import RECIPE, Immuniser
+from vestige_perturb.resharing import RESHARING, Resharer
 from vestige_fingerprint.nets import architecture, build, stage_count
 from vestige_fingerprint.preprocess import fit_to_side, training_side
 from vestige_fingerprint.runtime import Runtime, fp16_arrays, to_float
