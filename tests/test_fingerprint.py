@@ -452,3 +452,23 @@ def test_resharing_augmentation_is_recorded_and_widens_the_validated_jpeg_range(
     assert detector.augmentation_domain()["jpeg_qualities"] == [40, 95]
     with pytest.raises(InvalidInputError, match="at most 1"):
         FingerprintDetector().fit(data, seed=0, options={"epochs": 1, "augment": 1.5})
+
+
+def test_cosine_schedule_runs_every_epoch_and_flip_averaging_sees_an_image_and_its_mirror_alike(torch_one_thread):
+    """Issue 18's recipe options: the schedule is recorded and not cut by patience; tta=flip is mirror-invariant."""
+    data = training_set(per_source=8, val=4)
+    model = FingerprintDetector().fit(data, seed=0, options={"epochs": 6, "schedule": "cosine", "tta": "flip"})
+    artifact = ArtifactFile.from_bytes(model.data)
+    assert artifact.info["training"]["schedule"] == "cosine" and model.metrics["clean_epochs_run"] == 6
+    assert artifact.info["architecture"]["test_time"] == "flip"
+    from vestige_fingerprint.runtime import Runtime
+
+    pixels = np.asarray(Image.open(io.BytesIO(png(2, 11))), dtype=np.uint8).transpose(2, 0, 1)[None]
+    both = np.concatenate([pixels, pixels[:, :, :, ::-1]])
+    logits = Runtime(artifact.info["architecture"], artifact.tensors()).score(both)["logits"]
+    assert np.array_equal(logits[0], logits[1])
+    plain = ArtifactFile.from_bytes(FingerprintDetector().fit(data, seed=0, options={"epochs": 1}).data)
+    logits = Runtime(plain.info["architecture"], plain.tensors()).score(both)["logits"]
+    assert not np.array_equal(logits[0], logits[1])  # without it a mirror image is another picture
+    with pytest.raises(InvalidInputError, match="schedule must be constant or cosine"):
+        FingerprintDetector().fit(data, seed=0, options={"epochs": 1, "schedule": "step"})

@@ -54,6 +54,10 @@ class FingerprintDetector(TrainableDetector):
         TrainOption("size", int, None, "Input side (4·2^k); default: the training images' common side"),
         TrainOption("start_from", str, None, "A fingerprint artifact file to start from instead of random weights "
                     "(same sources and variant), e.g. to immunise a clean model"),
+        TrainOption("schedule", str, "constant", "Learning rate: constant, or cosine (from 1e-3 to 0 over --epochs; "
+                    "every planned epoch runs, the best validation epoch is kept)", ("constant", "cosine")),
+        TrainOption("tta", str, "none", "Image variant: none, or flip (features averaged over the image and its mirror "
+                    "at validation and in use)", ("none", "flip")),
         TrainOption("norm", str, "batch", "Image variant: batch normalisation after each 3×3 convolution, or none "
                     "(the paper's network; learns much more slowly)", choices=("batch", "none")),
         TrainOption("keep", float, 0.99, "Share of correctly classified validation images the unknown "

@@ -25,6 +25,7 @@ replays it).
 from __future__ import annotations
 
 import copy
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -93,6 +94,14 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidInputError(f"fingerprint option keep must lie in (0, 1], not {keep!r}")
     out["keep"] = keep
     out["start_from"] = raw.pop("start_from", None) or None
+    schedule = raw.pop("schedule", None) or "constant"
+    if schedule not in ("constant", "cosine"):
+        raise InvalidInputError(f"fingerprint option schedule must be constant or cosine, not {schedule!r}")
+    out["schedule"] = schedule
+    tta = raw.pop("tta", None) or "none"
+    if tta not in ("none", "flip"):
+        raise InvalidInputError(f"fingerprint option tta must be none or flip, not {tta!r}")
+    out["tta"] = tta
     norm = raw.pop("norm", None) or "batch"
     if norm not in ("batch", "none"):
         raise InvalidInputError(f"fingerprint option norm must be batch or none, not {norm!r}")
@@ -135,8 +144,10 @@ class _Trainer:
     """One optimisation phase over fixed tensors; keeps the epoch with the lowest validation cross-entropy."""
 
     def __init__(self, net: torch.nn.Module, *, autoencoder: bool, batch_size: int, lr: float,
-                 generator: torch.Generator, device: torch.device, progress: Progress) -> None:
+                 generator: torch.Generator, device: torch.device, progress: Progress, schedule: str = "constant") -> None:
         self.net = net
+        self.lr = lr
+        self.schedule = schedule
         self.autoencoder = autoencoder
         self.batch_size = batch_size
         self.generator = generator
@@ -188,6 +199,9 @@ class _Trainer:
         clock = EpochClock(epochs, minutes)
         best_loss, best_epoch, best_state, stale, ran = float("inf"), 0, None, 0, 0
         for epoch in range(1, epochs + 1):
+            if self.schedule == "cosine":  # from lr down to 0 at the last planned epoch, half a cosine
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / epochs))
             train_loss = self.epoch(*train(epoch))
             val_loss, val_acc = self.validation_loss(*val) if len(val[1]) else (train_loss, float("nan"))
             ran = epoch
@@ -198,7 +212,7 @@ class _Trainer:
                 stale += 1
             self.progress(f"{phase} {clock.lap()}: train loss {train_loss:.4f}, validation cross-entropy "
                           f"{val_loss:.4f}, accuracy {val_acc:.4f}{' (best)' if better else ''}")
-            if stale >= PATIENCE:
+            if stale >= PATIENCE and self.schedule == "constant":
                 clock.early_stop()
                 self.progress(f"{phase}: no better validation loss for {PATIENCE} epochs, stopping")
                 break
@@ -235,6 +249,8 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         hyper = architecture(opts["variant"], side, len(sources))
         if opts["variant"] == "image":
             hyper["norm"] = opts["norm"]
+            if opts["tta"] != "none":
+                hyper["test_time"] = opts["tta"]
     torch_device = torch.device(device)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -253,7 +269,7 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         net.to(torch_device)
         autoencoder = opts["variant"] == "autoencoder"
         trainer = _Trainer(net, autoencoder=autoencoder, batch_size=opts["batch_size"], lr=LEARNING_RATE,
-                           generator=generator, device=torch_device, progress=say)
+                           generator=generator, device=torch_device, progress=say, schedule=opts["schedule"])
         x_train, y_train = torch.from_numpy(train_pixels), torch.from_numpy(train_labels)
         x_val, y_val = torch.from_numpy(val_pixels), torch.from_numpy(val_labels)
         record: dict[str, Any] = {}
@@ -339,6 +355,7 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
             "optimizer": {"name": "adam", "lr": LEARNING_RATE, "betas": [0.0, 0.99],
                           "immunise_lr": IMMUNISE_LEARNING_RATE if opts["immunize"] else None},
             "batch_size": opts["batch_size"], "flips": "horizontal, p = 0.5", "patience": PATIENCE,
+            "schedule": opts["schedule"],
             "reconstruction_weight": RECONSTRUCTION_WEIGHT if autoencoder else None,
             "max_epochs": opts["epochs"], "max_immunize_epochs": opts["immunize_epochs"] if opts["immunize"] else None,
             "epochs": record, "threads": torch.get_num_threads(), "torch": torch.__version__,

@@ -45,6 +45,8 @@ class Runtime:
         self.net.load_state_dict(state)
         self.net.eval().to(self.device)
         self.autoencoder = self.hyper["variant"] == "autoencoder"
+        #: ``test_time: "flip"`` (image variant): features averaged over the picture and its mirror image
+        self.flip_average = self.hyper.get("test_time") == "flip" and not self.autoencoder
 
     @torch.no_grad()
     def score(self, pixels: np.ndarray, chunk: int = CHUNK) -> dict[str, np.ndarray]:
@@ -63,6 +65,9 @@ class Runtime:
                     features.append(torch.cat([out.float(), _pooled(code.float()), _pooled(extra.abs())], 1).cpu().numpy())
                 else:
                     extra = self.net.features(x)
+                    if self.flip_average:
+                        # test-time averaging over the mirror image (the network was trained with flips)
+                        extra = (extra + self.net.features(x.flip(3))) / 2
                     out = self.net.head(extra)
             logits.append(out.float().cpu().numpy())
             extras.append(extra.float().cpu().numpy())
