@@ -454,13 +454,16 @@ def test_resharing_augmentation_is_recorded_and_widens_the_validated_jpeg_range(
         FingerprintDetector().fit(data, seed=0, options={"epochs": 1, "augment": 1.5})
 
 
-def test_cosine_schedule_runs_every_epoch_and_flip_averaging_sees_an_image_and_its_mirror_alike(torch_one_thread):
-    """Issue 18's recipe options: the schedule is recorded and not cut by patience; tta=flip is mirror-invariant."""
+def test_recipe_options_cosine_schedule_pooled_head_and_flip_averaging(torch_one_thread):
+    """Issue 18's recipe options: the schedule is recorded and not cut by patience, the pooled head averages the
+    map over positions, and tta=flip sees an image and its mirror alike."""
     data = training_set(per_source=8, val=4)
-    model = FingerprintDetector().fit(data, seed=0, options={"epochs": 6, "schedule": "cosine", "tta": "flip"})
+    model = FingerprintDetector().fit(data, seed=0, options={"epochs": 6, "schedule": "cosine", "tta": "flip",
+                                                             "head": "pool"})
     artifact = ArtifactFile.from_bytes(model.data)
     assert artifact.info["training"]["schedule"] == "cosine" and model.metrics["clean_epochs_run"] == 6
-    assert artifact.info["architecture"]["test_time"] == "flip"
+    assert artifact.info["architecture"]["test_time"] == "flip" and artifact.info["architecture"]["head"] == "pool"
+    assert artifact.tensors()["dense.2.weight"].shape == (256, 128)  # the 4×4 map averaged before the dense layer
     from vestige_fingerprint.runtime import Runtime
 
     pixels = np.asarray(Image.open(io.BytesIO(png(2, 11))), dtype=np.uint8).transpose(2, 0, 1)[None]

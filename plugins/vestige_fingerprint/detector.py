@@ -56,6 +56,8 @@ class FingerprintDetector(TrainableDetector):
                     "(same sources and variant), e.g. to immunise a clean model"),
         TrainOption("schedule", str, "constant", "Learning rate: constant, or cosine (from 1e-3 to 0 over --epochs; "
                     "every planned epoch runs, the best validation epoch is kept)", ("constant", "cosine")),
+        TrainOption("head", str, "dense", "Image variant: dense (the paper's dense layer over the 4×4 map) or pool "
+                    "(the map averaged over positions first)", ("dense", "pool")),
         TrainOption("tta", str, "none", "Image variant: none, or flip (features averaged over the image and its mirror "
                     "at validation and in use)", ("none", "flip")),
         TrainOption("norm", str, "batch", "Image variant: batch normalisation after each 3×3 convolution, or none "

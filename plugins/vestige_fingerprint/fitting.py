@@ -98,6 +98,10 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     if schedule not in ("constant", "cosine"):
         raise InvalidInputError(f"fingerprint option schedule must be constant or cosine, not {schedule!r}")
     out["schedule"] = schedule
+    head = raw.pop("head", None) or "dense"
+    if head not in ("dense", "pool"):
+        raise InvalidInputError(f"fingerprint option head must be dense or pool, not {head!r}")
+    out["head"] = head
     tta = raw.pop("tta", None) or "none"
     if tta not in ("none", "flip"):
         raise InvalidInputError(f"fingerprint option tta must be none or flip, not {tta!r}")
@@ -249,6 +253,8 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         hyper = architecture(opts["variant"], side, len(sources))
         if opts["variant"] == "image":
             hyper["norm"] = opts["norm"]
+            if opts["head"] != "dense":
+                hyper["head"] = opts["head"]
             if opts["tta"] != "none":
                 hyper["test_time"] = opts["tta"]
     torch_device = torch.device(device)

@@ -55,7 +55,7 @@ def build(hyper: Mapping[str, Any]) -> nn.Module:
     if hyper["variant"] == "image":
         return ImageClassifier(hyper["size"], hyper["num_classes"], top_channels=hyper["top_channels"],
                                min_channels=hyper["min_channels"], dense=hyper["dense"],
-                               norm=hyper.get("norm", "none"))
+                               norm=hyper.get("norm", "none"), head=hyper.get("head", "dense"))
     return FingerprintAutoencoder(hyper["size"], hyper["num_classes"], width=hyper["width"], latent=hyper["latent"])
 
 
@@ -99,7 +99,7 @@ class ImageClassifier(nn.Module):
     """Images -> (logits N×C); :meth:`features` gives the dense layer's activations."""
 
     def __init__(self, size: int, num_classes: int, *, top_channels: int = 128, min_channels: int = 16,
-                 dense: int = 256, norm: str = "batch") -> None:
+                 dense: int = 256, norm: str = "batch", head: str = "dense") -> None:
         super().__init__()
         stages = stage_count(size)
 
@@ -114,7 +114,11 @@ class ImageClassifier(nn.Module):
             layers += [*conv(cin, cin), *conv(cin, cout), nn.AvgPool2d(2)]
         layers += conv(outs[-1], outs[-1])
         self.body = nn.Sequential(*layers)
-        self.dense = nn.Sequential(nn.Flatten(), EqualizedLinear(outs[-1] * 16, dense), _act())
+        # head "dense": the paper's dense layer over the 4×4 map (position-specific); "pool": the map averaged
+        # over positions first, so the same trace anywhere in the picture weighs the same (issue 18's ablation)
+        pool: list[nn.Module] = [nn.AdaptiveAvgPool2d(1)] if head == "pool" else []
+        self.dense = nn.Sequential(*pool, nn.Flatten(), EqualizedLinear(outs[-1] * (1 if head == "pool" else 16), dense),
+                                   _act())
         self.head = EqualizedLinear(dense, num_classes, gain=1.0)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
