@@ -238,3 +238,6 @@ def test_a_dataset_without_real_images_has_no_detection_columns(tmp_path: Path) 
     summary = {"detectors": [{"name": "d"}], "results": {"d": {"clean/seen": m}}}
     table = markdown_table(summary)
     assert "detection" not in table and "| `d` | clean | seen | 2 | 0.500 |" in table
+    # a model its time budget cut short keeps its rows, each marked as such
+    summary["detectors"] = [{"name": "d", "under_trained": True}]
+    assert "| `d` (under-trained: stopped by its time budget) | clean | seen | 2 | 0.500 |" in markdown_table(summary)

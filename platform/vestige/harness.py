@@ -346,11 +346,12 @@ def markdown_table(summary: Mapping[str, Any]) -> str:
         if info.get("error"):
             lines.append(f"| `{name}` | {info['error']} |" + " |" * (len(head) - 2))
             continue
+        label = f"`{name}`"
         if info.get("under_trained"):  # a budget-cut model is never presented as an ordinary result
-            name = f"{name}` (under-trained: stopped by its time budget) `"
+            label = f"`{name}` (under-trained: stopped by its time budget)"
         for key, m in summary["results"].get(name, {}).items():
             condition, group = key.split("/")
-            cells = [f"`{name}`", condition, group, str(m["n"])]
+            cells = [label, condition, group, str(m["n"])]
             if detection:
                 cells += [_number(m["detection_accuracy"]), _number(m["detection_balanced_accuracy"])]
             cells += [_number(m["attribution_accuracy"]), _number(m["nmi"]), _number(m["macro_f1"]),
