@@ -41,8 +41,9 @@ def get_case(session: Session, reference: str) -> Case:
 
 
 def list_cases(session: Session, *, search: str | None = None) -> list[tuple[Case, int]]:
-    """Cases with their image counts, newest first; ``search`` matches reference or title."""
-    count = sa.select(sa.func.count(Image.id)).where(Image.case_id == Case.id).scalar_subquery()
+    """Cases with their evidence image counts (not the lab's own copies), newest first; ``search`` matches
+    reference or title."""
+    count = sa.select(sa.func.count(Image.id)).where(Image.case_id == Case.id, Image.origin == "evidence").scalar_subquery()
     query = sa.select(Case, count).order_by(Case.created_at.desc(), Case.id.desc())
     if search:
         pattern = f"%{search}%"

@@ -95,7 +95,7 @@ def get_case(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
     record_view(case, "case.viewed")
     members = [{"user": name, "role": role} for name, role in case_members(vestige.session, case)]
-    return ok(case=case_dict(case, len(case.images)), members=members)
+    return ok(case=case_dict(case, sum(1 for i in case.images if i.origin == "evidence")), members=members)
 
 
 @bp.get("/cases/<path:reference>/images")
@@ -117,7 +117,7 @@ def case_verdicts(reference: str) -> Any:
     session = vestige.session
     case = find_case(session, g.user, reference)
     record_view(case, "case.viewed", {"part": "verdicts"})
-    ids = [row["id"] for row in list_images(session, case)]
+    ids = [row["id"] for row in list_images(session, case) if row["origin"] == "evidence"]  # copies: see robustness
     findings = latest_findings(session, ids, detector_kinds(vestige.pm))
     merged = merged_verdicts(findings)
     return ok(verdicts=[{"image_id": i, "verdict": merged[i], "findings": findings[i]} for i in ids if i in findings])
@@ -126,7 +126,7 @@ def case_verdicts(reference: str) -> Any:
 @bp.get("/cases/<path:reference>/analyses")
 def analyses(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
-    return ok(analyses=case_analyses(vestige.session, case))
+    return ok(analyses=case_analyses(vestige.session, case, vestige.workspace.config))
 
 
 @bp.post("/cases/<path:reference>/analyses")
