@@ -175,7 +175,7 @@ def _image_story(image: dict[str, Any], pictures: ReportPictures, s: _Styles) ->
     story.append(Paragraph("Robustness", s.h3))
     headers, robust = presentation.robustness_table(image["robustness"])
     if robust:
-        robust = [[Paragraph(f'<font color="#c62828">{_text(c)}</font>', s.small) if "CHANGES" in c else c for c in row]
+        robust = [[Paragraph(f'<font color="#c62828">{_text(c)}</font>', s.small) if "CONTRADICTS" in c else c for c in row]
                   for row in robust]
         story.append(_table([headers] + robust, s.small, [28 * mm] + [(PAGE_WIDTH - 28 * mm) / (len(headers) - 1)] * (len(headers) - 1)))
     else:

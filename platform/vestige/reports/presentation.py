@@ -6,6 +6,8 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vestige.robustness import entry_change
+
 #: Shown where a section has nothing in it, so that an empty section says so instead of disappearing.
 EMPTY = {
     "analysis": "No analysis has been run on this case: there are no findings to report.",
@@ -122,12 +124,16 @@ def finding_table(findings: Sequence[Mapping[str, Any]]) -> tuple[list[str], lis
     return headers, rows
 
 
-def _under(entry: Mapping[str, Any] | None) -> str:
+#: What a robustness cell says after the verdict on the copy (see vestige.robustness.change_of).
+CHANGE_WORDS = {"holds": " (holds)", "weakens": " (no longer concludes)", "contradicts": " (CONTRADICTS)"}
+
+
+def _under(entry: Mapping[str, Any] | None, original: Mapping[str, Any] | None = None) -> str:
     if not entry:
         return "-"
     said = " ".join(str(entry[k]) for k in ("label", "source") if entry.get(k)) or "no finding"
-    holds = entry.get("holds")
-    return said + ("" if holds is None else (" (holds)" if holds else " (CHANGES)"))
+    change = entry_change(entry, original)
+    return said + ("" if change is None else CHANGE_WORDS[change])
 
 
 def robustness_table(robustness: Mapping[str, Any] | None) -> tuple[list[str], list[list[str]]]:
@@ -145,7 +151,7 @@ def robustness_table(robustness: Mapping[str, Any] | None) -> tuple[list[str], l
     headers += [f"{name}: {_under(d).replace(' (holds)', '')}" for name, d in sorted(detectors.items())]
     rows = []
     for probe in sorted(robustness["probes"]):
-        row = [probe, _under((merged.get("under") or {}).get(probe))]
-        row += [_under((d.get("under") or {}).get(probe)) for _, d in sorted(detectors.items())]
+        row = [probe, _under((merged.get("under") or {}).get(probe), merged)]
+        row += [_under((d.get("under") or {}).get(probe), d) for _, d in sorted(detectors.items())]
         rows.append(row)
     return headers, rows
