@@ -51,6 +51,11 @@ def list_cases(session: Session, *, search: str | None = None) -> list[tuple[Cas
     return [(case, n) for case, n in session.execute(query).all()]
 
 
+def evidence_count(case: Case) -> int:
+    """How many evidence images the case holds (the lab's own copies, such as robustness probes, are not evidence)."""
+    return sum(1 for image in case.images if image.origin == "evidence")
+
+
 def set_case_status(session: Session, case: Case, status: str, *, actor: str) -> None:
     if case.status == status:
         return

@@ -15,6 +15,7 @@ from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
+from vestige.cases import evidence_count
 from vestige.catalog import list_images
 from vestige.db.models import Report
 from vestige.cli.cases import case_dict
@@ -95,7 +96,7 @@ def get_case(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
     record_view(case, "case.viewed")
     members = [{"user": name, "role": role} for name, role in case_members(vestige.session, case)]
-    return ok(case=case_dict(case, sum(1 for i in case.images if i.origin == "evidence")), members=members)
+    return ok(case=case_dict(case, evidence_count(case)), members=members)
 
 
 @bp.get("/cases/<path:reference>/images")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from vestige.cases import create_case, get_case, list_cases, set_case_status
+from vestige.cases import create_case, evidence_count, get_case, list_cases, set_case_status
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 
 by_option = click.option("--by", "actor", default=None, help="Who is acting (default: VESTIGE_ACTOR, else [vestige] default_actor).")
@@ -66,7 +66,7 @@ def case_show(state: State, reference: str, as_json: bool) -> None:
     """Show one case."""
     with state.workspace.db.session() as session:
         case = get_case(session, reference)
-        data = case_dict(case, len(case.images))
+        data = case_dict(case, evidence_count(case))
     if as_json:
         echo_json(data)
     else:
