@@ -88,6 +88,21 @@ def chrome(tmp_path):
     driver.quit()
 
 
+def log_in_and_open_case(chrome, wait, reference: str, title: str) -> None:
+    """From the login page: log in as the examiner and open a case."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+
+    chrome.find_element(By.NAME, "username").send_keys("examiner")
+    chrome.find_element(By.NAME, "password").send_keys(PASSWORD)
+    chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait.until(ready.title_contains("Cases"))
+    chrome.find_element(By.NAME, "reference").send_keys(reference)
+    chrome.find_element(By.NAME, "title").send_keys(title)
+    chrome.find_element(By.XPATH, "//button[text()='Open case']").click()
+    wait.until(ready.title_contains(reference))
+
+
 def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -115,15 +130,7 @@ def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     chrome.get(f"{server}/cases")
     assert "/login" in chrome.current_url
     shot("01-login")
-    chrome.find_element(By.NAME, "username").send_keys("examiner")
-    chrome.find_element(By.NAME, "password").send_keys(PASSWORD)
-    chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait.until(ready.title_contains("Cases"))
-
-    chrome.find_element(By.NAME, "reference").send_keys("E2E-2026-0001")
-    chrome.find_element(By.NAME, "title").send_keys("Images from a forum thread")
-    chrome.find_element(By.XPATH, "//button[text()='Open case']").click()
-    wait.until(ready.title_contains("E2E-2026-0001"))
+    log_in_and_open_case(chrome, wait, "E2E-2026-0001", "Images from a forum thread")
     shot("02-new-case")
 
     chrome.find_element(By.LINK_TEXT, "Add evidence").click()
@@ -201,14 +208,7 @@ def test_form_defaults_copies_and_a_web_report_that_fits_in_chromium(server, chr
         files.append(path)
 
     chrome.get(f"{server}/login")
-    chrome.find_element(By.NAME, "username").send_keys("examiner")
-    chrome.find_element(By.NAME, "password").send_keys(PASSWORD)
-    chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait.until(ready.title_contains("Cases"))
-    chrome.find_element(By.NAME, "reference").send_keys("E2E-2026-0002")
-    chrome.find_element(By.NAME, "title").send_keys("Copies and reports")
-    chrome.find_element(By.XPATH, "//button[text()='Open case']").click()
-    wait.until(ready.title_contains("E2E-2026-0002"))
+    log_in_and_open_case(chrome, wait, "E2E-2026-0002", "Copies and reports")
     chrome.find_element(By.LINK_TEXT, "Add evidence").click()
     chrome.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(p) for p in files))
     chrome.find_element(By.XPATH, "//button[text()='Upload']").click()
