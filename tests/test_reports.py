@@ -112,7 +112,7 @@ def test_html_report_shows_every_section_and_inlines_its_pictures(vestige, analy
         assert f">{heading}<" in page, heading
     # A JPEG thumbnail per image; the fingerprint PNG under each of the three cls-a findings.
     assert page.count("data:image/jpeg;base64,") == 3 and page.count("data:image/png;base64,") == 3
-    assert "<svg" in page and "gan-3" in page and "CHANGES" in page
+    assert "<svg" in page and "gan-3" in page and "CONTRADICTS" in page
     assert "Chain verified when this report was made" in page
     assert "<script" not in page
 
@@ -180,7 +180,7 @@ def test_pdf_renders_to_legible_pages(vestige, analysed, tmp_path):
         assert body, f"{page.name} holds nothing but its footer"
     for expected in ("Case LAB-2026-0042: Forum post images", "Merged verdict", "Detectors side by side", "Robustness",
                      "Near-duplicates", "Custody log", "Chain verified", "Reproducibility", "Limitations",
-                     "Plugin sections", "ab" * 32, "CHANGES"):
+                     "Plugin sections", "ab" * 32, "CONTRADICTS"):
         assert expected in text, expected
 
 

@@ -175,7 +175,7 @@ def test_findings_pictures_and_merged_verdicts_on_pages(browser, judged):
     page = b.get(f"/images/{judged['a1']}").text
     assert "Noise residual" in page and "residual_energy" in page and "Rule 6" in page
     robustness = page.split("<h2>Robustness</h2>")[1].split("</section>")[0]
-    assert f'href="/images/{judged["a2"]}">jpeg-q70</a>' in robustness and robustness.count('class="changes">✗ real') == 2
+    assert f'href="/images/{judged["a2"]}">jpeg-q70</a>' in robustness and robustness.count('class="contradicts">✗ real') == 2
     picture = b.get(f"/images/{judged['a1']}/pictures/{judged['picture']}")
     assert picture.status_code == 200 and picture.mimetype == "image/png"
     # a picture is served only through an image whose finding made it

@@ -38,14 +38,15 @@ def free_port() -> int:
 
 @pytest.fixture
 def server(workspace, env, tmp_path):
-    """``vestige serve`` on a free loopback port, on this test's workspace, with only the metadata detector."""
+    """``vestige serve`` on a free loopback port, on this test's workspace, with only the metadata detector
+    (and the perturbations, for robustness copies)."""
     with workspace.db.session() as session:
         add_user(session, username="examiner", role="examiner", password=PASSWORD)
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     process = subprocess.Popen(
         [sys.executable, "-c", "from vestige.cli import main; main()", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env={**os.environ, **env, "VESTIGE_PLUGINS": "metadata", "VESTIGE_CONFIG": str(Path(__file__).parents[1] / "config.toml")},
+        env={**os.environ, **env, "VESTIGE_PLUGINS": "metadata,perturb", "VESTIGE_CONFIG": str(Path(__file__).parents[1] / "config.toml")},
         stdout=log, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
@@ -87,6 +88,21 @@ def chrome(tmp_path):
     driver.quit()
 
 
+def log_in_and_open_case(chrome, wait, reference: str, title: str) -> None:
+    """From the login page: log in as the examiner and open a case."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+
+    chrome.find_element(By.NAME, "username").send_keys("examiner")
+    chrome.find_element(By.NAME, "password").send_keys(PASSWORD)
+    chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait.until(ready.title_contains("Cases"))
+    chrome.find_element(By.NAME, "reference").send_keys(reference)
+    chrome.find_element(By.NAME, "title").send_keys(title)
+    chrome.find_element(By.XPATH, "//button[text()='Open case']").click()
+    wait.until(ready.title_contains(reference))
+
+
 def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
@@ -114,15 +130,7 @@ def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     chrome.get(f"{server}/cases")
     assert "/login" in chrome.current_url
     shot("01-login")
-    chrome.find_element(By.NAME, "username").send_keys("examiner")
-    chrome.find_element(By.NAME, "password").send_keys(PASSWORD)
-    chrome.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait.until(ready.title_contains("Cases"))
-
-    chrome.find_element(By.NAME, "reference").send_keys("E2E-2026-0001")
-    chrome.find_element(By.NAME, "title").send_keys("Images from a forum thread")
-    chrome.find_element(By.XPATH, "//button[text()='Open case']").click()
-    wait.until(ready.title_contains("E2E-2026-0001"))
+    log_in_and_open_case(chrome, wait, "E2E-2026-0001", "Images from a forum thread")
     shot("02-new-case")
 
     chrome.find_element(By.LINK_TEXT, "Add evidence").click()
@@ -182,3 +190,61 @@ def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     chrome.find_element(By.LINK_TEXT, "Plugins & models").click()
     assert "metadata" in chrome.find_element(By.CSS_SELECTOR, "table.list").text
     shot("09-plugins")
+
+
+def test_form_defaults_copies_and_a_web_report_that_fits_in_chromium(server, chrome, tmp_path):
+    """Issue 24: the form's defaults run, copies stay under their originals, the HTML report fits its column."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    shots = Path(os.environ.get("VESTIGE_SCREENSHOTS", tmp_path / "screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    wait = WebDriverWait(chrome, 60)
+    files = []
+    for i in range(2):
+        path = tmp_path / f"evidence-{i}.jpg"
+        path.write_bytes(encode(photo(60 + i, size=200), "JPEG"))
+        files.append(path)
+
+    chrome.get(f"{server}/login")
+    log_in_and_open_case(chrome, wait, "E2E-2026-0002", "Copies and reports")
+    chrome.find_element(By.LINK_TEXT, "Add evidence").click()
+    chrome.find_element(By.CSS_SELECTOR, "input[type=file]").send_keys("\n".join(str(p) for p in files))
+    chrome.find_element(By.XPATH, "//button[text()='Upload']").click()
+    wait.until(ready.text_to_be_present_in_element((By.ID, "result"), "2 added"))
+    chrome.find_element(By.LINK_TEXT, "Back to the case").click()
+
+    # The defaults as the form offers them, plus robustness copies.
+    checked = [box.get_attribute("value") for box in chrome.find_elements(By.CSS_SELECTOR, "input[name=detectors]:checked")]
+    assert checked == ["metadata"]
+    chrome.find_element(By.NAME, "robustness").click()
+    chrome.find_element(By.XPATH, "//button[text()='Run analysis']").click()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "[data-analysis] .status.done")
+               and not d.find_elements(By.CSS_SELECTOR, "ul.gallery .badge.none"))
+    assert chrome.find_element(By.CSS_SELECTOR, "section h2 .count").text == "2"
+    assert len(chrome.find_elements(By.CSS_SELECTOR, "ul.gallery > li")) == 2
+    assert len(chrome.find_elements(By.CSS_SELECTOR, "ul.gallery .verdict")) == 2
+    chrome.find_element(By.CSS_SELECTOR, "details.copies summary").click()
+    assert "7 lab-made copies" in chrome.find_element(By.CSS_SELECTOR, "details.copies").text
+    shot_height = chrome.execute_script("return document.documentElement.scrollHeight")
+    chrome.set_window_size(1280, max(900, min(shot_height, 4000)))
+    chrome.save_screenshot(str(shots / "10-case-with-copies.png"))
+    chrome.set_window_size(1280, 900)
+
+    Select(chrome.find_element(By.NAME, "format")).select_by_value("html")
+    chrome.find_element(By.XPATH, "//button[text()='Make report']").click()
+    wait.until(ready.element_to_be_clickable((By.LINK_TEXT, "Download"))).click()
+    deadline = time.monotonic() + 20
+    while not list(chrome.downloads.glob("*.html")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (report,) = chrome.downloads.glob("*.html")
+    chrome.get(report.as_uri())
+    overflow = chrome.execute_script("""
+        const body = document.body.getBoundingClientRect();
+        return Array.from(document.querySelectorAll('table, svg, pre, figure'))
+            .map((e) => [e.tagName, Math.round(e.getBoundingClientRect().right - body.right)])
+            .filter(([, over]) => over > 1);""")
+    assert overflow == [], f"wider than the report's column: {overflow}"
+    assert "Appendix: plugin data" in chrome.find_element(By.TAG_NAME, "body").text
+    chrome.save_screenshot(str(shots / "11-html-report.png"))

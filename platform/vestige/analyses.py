@@ -35,11 +35,12 @@ from vestige.workspace import Workspace
 SUMMARY_VERSION = 1
 
 
-def latest_analysis(session: Session, case: Case) -> Analysis | None:
-    """The case's most recent analysis, finished or not; ``None`` if it has none."""
-    return session.execute(
-        sa.select(Analysis).where(Analysis.case_id == case.id).order_by(Analysis.id.desc()).limit(1)
-    ).scalar_one_or_none()
+def latest_analysis(session: Session, case: Case, *, finished: bool = False) -> Analysis | None:
+    """The case's most recent analysis, finished or not (only finished ones with ``finished``); ``None`` if none."""
+    query = sa.select(Analysis).where(Analysis.case_id == case.id)
+    if finished:
+        query = query.where(Analysis.finished_at.is_not(None))
+    return session.execute(query.order_by(Analysis.id.desc()).limit(1)).scalar_one_or_none()
 
 
 def get_analysis(session: Session, analysis_id: int) -> Analysis:

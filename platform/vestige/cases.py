@@ -41,13 +41,19 @@ def get_case(session: Session, reference: str) -> Case:
 
 
 def list_cases(session: Session, *, search: str | None = None) -> list[tuple[Case, int]]:
-    """Cases with their image counts, newest first; ``search`` matches reference or title."""
-    count = sa.select(sa.func.count(Image.id)).where(Image.case_id == Case.id).scalar_subquery()
+    """Cases with their evidence image counts (not the lab's own copies), newest first; ``search`` matches
+    reference or title."""
+    count = sa.select(sa.func.count(Image.id)).where(Image.case_id == Case.id, Image.origin == "evidence").scalar_subquery()
     query = sa.select(Case, count).order_by(Case.created_at.desc(), Case.id.desc())
     if search:
         pattern = f"%{search}%"
         query = query.where(sa.or_(Case.reference.ilike(pattern), Case.title.ilike(pattern)))
     return [(case, n) for case, n in session.execute(query).all()]
+
+
+def evidence_count(case: Case) -> int:
+    """How many evidence images the case holds (the lab's own copies, such as robustness probes, are not evidence)."""
+    return sum(1 for image in case.images if image.origin == "evidence")
 
 
 def set_case_status(session: Session, case: Case, status: str, *, actor: str) -> None:

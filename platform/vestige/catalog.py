@@ -13,20 +13,39 @@ from vestige.neardup import to_unsigned64
 
 
 def list_images(session: Session, case: Case) -> list[dict[str, Any]]:
-    """One row per image: identity, format, and counts of duplicates and near-duplicates."""
+    """One row per image: identity, format, and counts of duplicates and near-duplicates.
+
+    A lab-made copy (``origin`` ``derived``, such as a robustness probe) also
+    has ``parent_id`` and ``operations``, the original it was made from and
+    how. Near-duplicates count links to evidence only: a copy the lab made
+    resembles its original by design and is not a near-duplicate found in
+    the evidence.
+    """
     occurrences = (
         sa.select(sa.func.count(ImageOccurrence.id)).where(ImageOccurrence.image_id == Image.id).scalar_subquery()
     )
-    near = (
-        sa.select(sa.func.count(Perturbation.id))
-        .where(Perturbation.basis == "observed", sa.or_(Perturbation.image_id == Image.id, Perturbation.parent_id == Image.id))
+    other = aliased(Image)
+    near_as_child = (
+        sa.select(sa.func.count(Perturbation.id)).join(other, other.id == Perturbation.parent_id)
+        .where(Perturbation.basis == "observed", Perturbation.image_id == Image.id, other.origin == "evidence")
+        .scalar_subquery()
+    )
+    near_as_parent = (
+        sa.select(sa.func.count(Perturbation.id)).join(other, other.id == Perturbation.image_id)
+        .where(Perturbation.basis == "observed", Perturbation.parent_id == Image.id, other.origin == "evidence")
         .scalar_subquery()
     )
     rows = session.execute(
-        sa.select(Image, occurrences, near).where(Image.case_id == case.id).order_by(Image.id)
+        sa.select(Image, occurrences, near_as_child + near_as_parent).where(Image.case_id == case.id).order_by(Image.id)
     ).all()
-    return [
-        {
+    made = {image_id: (parent_id, operations) for image_id, parent_id, operations in session.execute(
+        sa.select(Perturbation.image_id, Perturbation.parent_id, Perturbation.operations)
+        .join(Image, Image.id == Perturbation.image_id)
+        .where(Image.case_id == case.id, Image.origin == "derived", Perturbation.basis == "applied")
+    )}
+    out = []
+    for image, n_occ, n_near in rows:
+        row = {
             "id": image.id,
             "sha256": image.blob_sha256,
             "size": image.size,
@@ -38,8 +57,20 @@ def list_images(session: Session, case: Case) -> list[dict[str, Any]]:
             "duplicates": n_occ - 1,
             "near_duplicates": n_near,
         }
-        for image, n_occ, n_near in rows
-    ]
+        if image.id in made:
+            row["parent_id"], row["operations"] = made[image.id]
+        out.append(row)
+    return out
+
+
+def group_copies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The evidence rows of :func:`list_images`, each with ``copies``: the lab-made copies of it."""
+    evidence = [dict(row, copies=[]) for row in rows if row["origin"] == "evidence"]
+    by_id = {row["id"]: row for row in evidence}
+    for row in rows:
+        if row["origin"] != "evidence" and row.get("parent_id") in by_id:
+            by_id[row["parent_id"]]["copies"].append(row)
+    return evidence
 
 
 def get_image(session: Session, image_id: int) -> Image:

@@ -33,6 +33,9 @@ class VestigeSection:
     #: Every piece of state (database, evidence store, model artifacts, reports)
     #: lives under this folder. Relative paths are taken from the working directory.
     data_dir: str = "var"
+    #: Who custody events name when a command has neither ``--by`` nor ``VESTIGE_ACTOR``: for automation
+    #: (e.g. "nightly store check"). Empty: such a command stops and asks who is acting.
+    default_actor: str = ""
 
 
 @dataclass(frozen=True)

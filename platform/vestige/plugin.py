@@ -205,6 +205,9 @@ class Detector(ABC):
     #: ``False`` for a detector too costly to run unless it is named (``--detector``),
     #: e.g. the inversion verifier: "all detectors" leaves it out.
     runs_by_default: ClassVar[bool] = True
+    #: Rough seconds per image on a CPU, for the cost shown before the detector has run in a
+    #: workspace (afterwards its measured run times are used); ``None``: not declared.
+    seconds_per_image: ClassVar[float | None] = None
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from vestige.ingest import Acquisition, Ingester
 from vestige.plugins import VestigePluginManager
 from vestige.workspace import Workspace
 
-__all__ = ["PROBES", "apply_chain", "create_derivatives", "get_perturbations", "probe_name", "robustness_summary"]
+__all__ = ["CHANGES", "PROBES", "apply_chain", "change_of", "entry_change", "create_derivatives", "get_perturbations", "probe_name", "robustness_summary"]
 
 #: The probes, each an operation chain as perturbation history records it.
 PROBES: tuple[list[dict[str, Any]], ...] = (
@@ -74,18 +74,47 @@ def create_derivatives(workspace: Workspace, session: Session, case: Case, image
     return derived
 
 
-def _holds(original: Mapping[str, Any] | None, perturbed: Mapping[str, Any] | None) -> bool | None:
-    """Same label (and same source for a synthetic one); ``None`` when either side has no usable finding."""
+#: How a verdict fares on a perturbed copy: the same conclusion; no conclusion any more (inconclusive, or
+#: synthetic without the generator it named); or a contradicting one (another label or another generator).
+CHANGES = ("holds", "weakens", "contradicts")
+
+
+def change_of(original: Mapping[str, Any] | None, perturbed: Mapping[str, Any] | None) -> str | None:
+    """One of :data:`CHANGES`, comparing conclusions (label and source) only, never the outcome's wording
+    (``agree``, ``single``...); ``None`` when either side has no usable finding."""
     if original is None or perturbed is None or original.get("error") or perturbed.get("error"):
         return None
-    if original["label"] != perturbed["label"]:
-        return False
-    return original["label"] != "synthetic" or original.get("source") == perturbed.get("source")
+    label, source = original["label"], original.get("source")
+    if perturbed["label"] == label and (label != "synthetic" or perturbed.get("source") == source):
+        return "holds"
+    if perturbed["label"] == "unknown" or (label == perturbed["label"] == "synthetic" and not perturbed.get("source")):
+        return "weakens"
+    return "contradicts"
+
+
+def entry_change(entry: Mapping[str, Any] | None, original: Mapping[str, Any] | None = None) -> str | None:
+    """The ``change`` of a robustness entry under a probe. Summaries from before it was recorded have
+    ``holds`` only: it is then worked out again from ``original`` (the verdict on the original image)."""
+    if not entry:
+        return None
+    if entry.get("change"):
+        return str(entry["change"])
+    if entry.get("holds") is None:
+        return None
+    if original is not None and original.get("label") and entry.get("label"):
+        return change_of(original, entry)
+    return "holds" if entry["holds"] else "contradicts"
+
+
+def _holds(original: Mapping[str, Any] | None, perturbed: Mapping[str, Any] | None) -> dict[str, Any]:
+    change = change_of(original, perturbed)
+    return {"holds": None if change is None else change == "holds", "change": change}
 
 
 def robustness_summary(probes: Mapping[int, Mapping[str, int]], findings: Mapping[int, Sequence[Mapping[str, Any]]],
                        merged: Mapping[int, Mapping[str, Any]]) -> dict[str, Any]:
-    """Per original image: each detector's and the merged verdict's label under each probe, and whether it holds.
+    """Per original image: each detector's and the merged verdict's label under each probe, whether it holds,
+    and how it changes (``change``, :func:`change_of`).
 
     ``probes`` maps an original image id to ``{probe name: derived image id}``;
     ``findings`` and ``merged`` are keyed by image id.
@@ -99,12 +128,12 @@ def robustness_summary(probes: Mapping[int, Mapping[str, int]], findings: Mappin
             for name, image_id in by_probe.items():
                 perturbed = next((f for f in findings.get(image_id, []) if f["detector"] == detector), None)
                 under[name] = {"image_id": image_id, "label": perturbed and perturbed["label"],
-                               "source": perturbed and perturbed.get("source"), "holds": _holds(original, perturbed)}
+                               "source": perturbed and perturbed.get("source"), **_holds(original, perturbed)}
             detectors[detector] = {"label": original["label"], "source": original.get("source"), "under": under}
         base = merged.get(parent_id)
         merged_under = {
-            name: {"image_id": image_id, "label": merged[image_id]["label"], "outcome": merged[image_id]["outcome"],
-                   "holds": _holds(base, merged[image_id]) if base else None}
+            name: {"image_id": image_id, "label": merged[image_id]["label"], "source": merged[image_id]["source"],
+                   "outcome": merged[image_id]["outcome"], **_holds(base, merged[image_id])}
             for name, image_id in by_probe.items() if image_id in merged
         }
         out[str(parent_id)] = {

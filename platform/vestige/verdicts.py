@@ -89,6 +89,22 @@ def verdict_as_dict(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def stated_confidence(finding: Mapping[str, Any]) -> float | None:
+    """The calibrated confidence a finding has in the outcome it states, on one scale for every detector.
+
+    For ``real``, ``synthetic`` with a source and ``synthetic-unknown-source``
+    it is the detector's calibrated probability of that statement. An
+    inconclusive finding states nothing, so it has none: the number a
+    detector may still carry is its top candidate's probability, which the
+    finding did not accept (its reason says why), and showing it next to a
+    conclusive one would compare unlike things.
+    """
+    if finding.get("error") or finding.get("label") not in ("real", "synthetic"):
+        return None
+    value = finding.get("confidence")
+    return None if value is None else float(value)
+
+
 def analysis_verdicts(session: Session, analysis: Analysis) -> list[Verdict]:
     """The verdicts of ``analysis``, by image then detector."""
     return list(session.execute(

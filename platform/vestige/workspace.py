@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+
+import sqlalchemy as sa
 
 from vestige.config import Config, load_config
 from vestige.db import Database
 from vestige.db import migrate
-from vestige.errors import ConfigError
+from vestige.errors import ConfigError, DatabaseStateError
 from vestige.store import BlobStore, open_store
 
 
@@ -22,6 +25,8 @@ class Workspace:
     def open(cls, config: Config | None = None, *, check_schema: bool = True) -> Workspace:
         """Open the configured workspace; by default stop unless its database is migrated."""
         config = config or load_config()
+        if check_schema:
+            require_sqlite_file(config)
         db = Database.from_url(
             config.database_url, busy_timeout=config.database.sqlite_busy_timeout, echo=config.database.echo
         )
@@ -31,6 +36,22 @@ class Workspace:
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def require_sqlite_file(config: Config) -> None:
+    """Stop before connecting when the configured SQLite database does not exist.
+
+    Connecting would create an empty file: a mistyped or forgotten
+    ``VESTIGE_DATA_DIR`` must not leave ``var/vestige.db`` behind as a side
+    effect of the error.
+    """
+    url = sa.engine.make_url(config.database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return
+    if not Path(url.database).is_file():
+        hint = "" if os.environ.get("VESTIGE_DATA_DIR") else " (VESTIGE_DATA_DIR is not set)"
+        raise DatabaseStateError(f"there is no Vestige database at {url.database}{hint}: set VESTIGE_DATA_DIR to "
+                                 "your data directory, or run `vestige init` to start one there")
 
 
 def init_workspace(config: Config | None = None) -> tuple[Workspace, str | None, str]:

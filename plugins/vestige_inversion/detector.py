@@ -49,6 +49,8 @@ class InversionDetector(TrainableDetector):
     batch_size = 64
     # Seconds of CPU per image per generator: only when asked for (`--detector inversion`).
     runs_by_default = False
+    # Measured on a 2-core CPU with the shipped calibrations (issue 24): 44 s per image.
+    seconds_per_image = 45.0
     model_hint = "calibrate generators with `vestige inversion calibrate GENERATOR`"
 
     def __init__(self) -> None:

@@ -57,6 +57,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)
 
+    from vestige.robustness import entry_change
+    from vestige.verdicts import stated_confidence
+
+    app.jinja_env.globals.update(change_of_entry=entry_change, stated_confidence=stated_confidence)
+
     @app.context_processor
     def _globals() -> dict[str, Any]:
         return {"current_user": g.get("user"), "version": __version__}

@@ -17,7 +17,7 @@ from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
 
 from vestige.analyses import request_analysis, tasks_of
 from vestige.db.models import Analysis, Case
-from vestige.errors import ConflictError
+from vestige.errors import ConflictError, VestigeError
 from vestige.artifacts import Registry, runnable
 from vestige.plugins import select_detectors
 from vestige.workspace import Workspace
@@ -66,13 +66,25 @@ def launch_analysis(case: Case, names: Sequence[str], *, robustness: bool) -> tu
 @bp.post("/cases/<path:reference>/analyses")
 def launch(reference: str) -> object:
     case = find_case(vestige.session, g.user, reference)
-    analysis, where = launch_analysis(case, request.form.getlist("detectors"), robustness=bool(request.form.get("robustness")))
+    back = redirect(url_for("cases.show", reference=case.reference) + "#analyses")
+    names = [n for n in request.form.getlist("detectors") if n]
+    if not names:  # the form always names its choice; none checked is a mistake, not "the defaults"
+        flash("Choose at least one detector to run.", "error")
+        return back
+    try:
+        analysis, where = launch_analysis(case, names, robustness=bool(request.form.get("robustness")))
+    except VestigeError as exc:  # said on the case page, next to the form, not on a page of its own
+        vestige.session.rollback()
+        if exc.status in (401, 403, 404):
+            raise
+        flash(exc.message, "error")
+        return back
     flash(f"Analysis {analysis.id} started ({where}); its progress shows below.", "info")
-    return redirect(url_for("cases.show", reference=case.reference) + "#analyses")
+    return back
 
 
 @bp.get("/cases/<path:reference>/analyses.json")
 def progress(reference: str) -> object:
     """What the case page polls for live progress; status only, so not a custody event."""
     case = find_case(vestige.session, g.user, reference)
-    return jsonify({"ok": True, "analyses": case_analyses(vestige.session, case)})
+    return jsonify({"ok": True, "analyses": case_analyses(vestige.session, case, vestige.workspace.config)})

@@ -15,6 +15,7 @@ from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
+from vestige.cases import evidence_count
 from vestige.catalog import list_images
 from vestige.db.models import Report
 from vestige.cli.cases import case_dict
@@ -95,7 +96,7 @@ def get_case(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
     record_view(case, "case.viewed")
     members = [{"user": name, "role": role} for name, role in case_members(vestige.session, case)]
-    return ok(case=case_dict(case, len(case.images)), members=members)
+    return ok(case=case_dict(case, evidence_count(case)), members=members)
 
 
 @bp.get("/cases/<path:reference>/images")
@@ -117,7 +118,7 @@ def case_verdicts(reference: str) -> Any:
     session = vestige.session
     case = find_case(session, g.user, reference)
     record_view(case, "case.viewed", {"part": "verdicts"})
-    ids = [row["id"] for row in list_images(session, case)]
+    ids = [row["id"] for row in list_images(session, case) if row["origin"] == "evidence"]  # copies: see robustness
     findings = latest_findings(session, ids, detector_kinds(vestige.pm))
     merged = merged_verdicts(findings)
     return ok(verdicts=[{"image_id": i, "verdict": merged[i], "findings": findings[i]} for i in ids if i in findings])
@@ -126,7 +127,7 @@ def case_verdicts(reference: str) -> Any:
 @bp.get("/cases/<path:reference>/analyses")
 def analyses(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
-    return ok(analyses=case_analyses(vestige.session, case))
+    return ok(analyses=case_analyses(vestige.session, case, vestige.workspace.config))
 
 
 @bp.post("/cases/<path:reference>/analyses")

@@ -11,7 +11,7 @@ from vestige_web.access import can_act, case_role, find_case, require_case_creat
 from vestige_web.accounts import add_member, case_members, get_user
 from vestige_web.auth import require_login
 from vestige_web.custody import record_view
-from vestige_web.evidence import case_analyses, case_images, case_reports, detector_list
+from vestige_web.evidence import case_analyses, case_images, case_reports, detector_choices
 from vestige_web.extensions import vestige
 
 bp = Blueprint("cases", __name__)
@@ -60,11 +60,14 @@ def show(reference: str) -> str:
     session = vestige.session
     case = find_case(session, g.user, reference)
     record_view(case, "case.viewed")
+    images = case_images(session, g.user, case, vestige.pm)
+    acting = can_act(session, g.user, case)
+    detectors = detector_choices(session, vestige.workspace.store, vestige.pm, len(images)) if acting else []
     return render_template(
-        "case.html", case=case, images=case_images(session, g.user, case, vestige.pm),
-        analyses=case_analyses(session, case), reports=case_reports(session, case),
+        "case.html", case=case, images=images,
+        analyses=case_analyses(session, case, vestige.workspace.config), reports=case_reports(session, case),
         members=case_members(session, case), role=case_role(session, g.user, case),
-        can_act=can_act(session, g.user, case), detectors=detector_list(vestige.pm), report_formats=FORMATS,
+        can_act=acting, detectors=detectors, report_formats=FORMATS,
     )
 
 

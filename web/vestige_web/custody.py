@@ -7,7 +7,7 @@ import threading
 from contextlib import nullcontext
 from typing import Any
 
-from flask import Blueprint, g, render_template
+from flask import Blueprint, g, render_template, request
 
 from vestige.checkpoints import check_against_checkpoint
 from vestige.custody import list_events, record_event, verify_chain
@@ -65,8 +65,28 @@ def custody_state(case: Case) -> dict[str, Any]:
             "log": events}
 
 
+#: Events per page of the custody page.
+PER_PAGE = 100
+
+
+def custody_page(events: list[dict[str, Any]], *, action: str = "", actor: str = "", page: int = 1,
+                 per_page: int = PER_PAGE) -> dict[str, Any]:
+    """One page of the log, newest first, keeping only ``action`` and ``actor`` when given; with the choices
+    for the filters and the page count. The chain is always verified whole, whatever the page shows."""
+    chosen = [e for e in reversed(events) if (not action or e["action"] == action) and (not actor or e["actor"] == actor)]
+    pages = max(1, -(-len(chosen) // per_page))
+    page = min(max(page, 1), pages)
+    return {"rows": chosen[(page - 1) * per_page: page * per_page], "page": page, "pages": pages,
+            "matching": len(chosen), "action": action, "actor": actor,
+            "actions": sorted({e["action"] for e in events}), "actors": sorted({e["actor"] for e in events})}
+
+
 @bp.get("/cases/<path:reference>/custody")
 def log(reference: str) -> str:
     case = find_case(vestige.session, g.user, reference)
     record_view(case, "custody.viewed")
-    return render_template("custody.html", case=case, custody=custody_state(case))
+    custody = custody_state(case)
+    page = request.args.get("page", "1")
+    shown = custody_page(custody["log"], action=request.args.get("action", ""), actor=request.args.get("actor", ""),
+                         page=int(page) if page.isdigit() and len(page) < 9 else 1)
+    return render_template("custody.html", case=case, custody=custody, shown=shown)

@@ -6,17 +6,26 @@ cases they may not see are dropped before anything is shown or counted.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from vestige.catalog import image_record, list_images
+from vestige.analysisplan import describe_duration, detector_options, detector_progress, seconds_left
+from vestige.catalog import group_copies, image_record, list_images
+from vestige.config import Config
+from vestige.derivatives import chain_name
 from vestige.db.models import Analysis, Case, Image, Perturbation, Report, User, Verdict
+from vestige.jobs.recovery import waiting_reason
 from vestige.merge import merge_verdicts
 from vestige.plugins import VestigePluginManager, get_detectors
+from vestige.robustness import PROBES
+from vestige.store import BlobStore
 from vestige.verdicts import verdict_as_dict
 from vestige_web.access import filter_related, visible_case_ids
+
+log = logging.getLogger(__name__)
 
 
 def detector_kinds(pm: VestigePluginManager) -> dict[str, str]:
@@ -33,6 +42,21 @@ def detector_list(pm: VestigePluginManager) -> list[dict[str, str]]:
         return [{"name": d.name, "kind": d.kind, "description": d.description} for d in get_detectors(pm).values()]
     except Exception:  # a broken plugin must not take the case page down; `vestige plugins` names it
         return []
+
+
+def detector_choices(session: Session, store: BlobStore, pm: VestigePluginManager, images: int) -> list[dict[str, Any]]:
+    """The analysis form's detectors: which can run, which are pre-checked, and each one's estimated time for
+    ``images`` evidence images (and with the robustness copies)."""
+    try:
+        options = detector_options(session, store, pm)
+    except Exception:  # a broken plugin must not take the case page down; `vestige plugins` names it
+        log.exception("cannot list the detectors for the analysis form")
+        return []
+    copies = images * (1 + len(PROBES))
+    return [{"name": o.name, "kind": o.kind, "description": o.description, "unavailable": o.unavailable,
+             "checked": o.default and not o.slow, "slow": o.slow, "basis": o.basis,
+             "estimate": describe_duration(o.estimate_s(images)),
+             "estimate_robustness": describe_duration(o.estimate_s(copies))} for o in options]
 
 
 def verdict_dict(v: Verdict, kinds: dict[str, str]) -> dict[str, Any]:
@@ -64,7 +88,7 @@ def merged_verdicts(findings: dict[int, list[dict[str, Any]]]) -> dict[int, dict
 
 
 def visible_near_duplicates(session: Session, user: User, image_ids: list[int]) -> dict[int, int]:
-    """Per image, how many near-duplicate links it has to images the user may see."""
+    """Per image, how many near-duplicate links it has to evidence images the user may see."""
     if not image_ids:
         return {}
     allowed = visible_case_ids(session, user)
@@ -74,7 +98,8 @@ def visible_near_duplicates(session: Session, user: User, image_ids: list[int]) 
         query = (
             sa.select(getattr(Perturbation, mine), sa.func.count())
             .join(other, other.id == getattr(Perturbation, theirs))
-            .where(Perturbation.basis == "observed", getattr(Perturbation, mine).in_(image_ids))
+            .where(Perturbation.basis == "observed", getattr(Perturbation, mine).in_(image_ids),
+                   other.origin == "evidence")  # the lab's own copies resemble their originals by design
             .group_by(getattr(Perturbation, mine))
         )
         if allowed is not None:
@@ -84,8 +109,11 @@ def visible_near_duplicates(session: Session, user: User, image_ids: list[int]) 
     return counts
 
 
-def analysis_dict(a: Analysis) -> dict[str, Any]:
-    return {
+def analysis_dict(a: Analysis, session: Session | None = None, config: Config | None = None) -> dict[str, Any]:
+    """An analysis as the pages and the API show it; an unfinished one, given ``session`` and ``config``, also
+    has each detector's progress (``by_detector``), the time left (``seconds_left``, ``eta``) and, when nothing
+    can run it, why (``waiting``)."""
+    out: dict[str, Any] = {
         "id": a.id,
         "status": a.status,
         "detectors": a.detectors,
@@ -96,11 +124,19 @@ def analysis_dict(a: Analysis) -> dict[str, Any]:
         "finished_at": a.finished_at.isoformat() if a.finished_at else None,
         "error": a.error,
     }
+    if a.finished_at is None and session is not None and config is not None:
+        progress = detector_progress(session, a)
+        left = seconds_left(progress)
+        out.update(by_detector=[{**row, "eta": None if row["seconds_left"] is None else describe_duration(row["seconds_left"])}
+                                for row in progress],
+                   seconds_left=left, eta=describe_duration(left), waiting=waiting_reason(session, config, a))
+    return out
 
 
-def case_analyses(session: Session, case: Case) -> list[dict[str, Any]]:
+def case_analyses(session: Session, case: Case, config: Config | None = None) -> list[dict[str, Any]]:
+    """The case's analyses, newest first (see :func:`analysis_dict` for what ``config`` adds)."""
     rows = session.execute(sa.select(Analysis).where(Analysis.case_id == case.id).order_by(Analysis.id.desc()))
-    return [analysis_dict(a) for a in rows.scalars()]
+    return [analysis_dict(a, session, config) for a in rows.scalars()]
 
 
 def case_reports(session: Session, case: Case) -> list[Report]:
@@ -113,15 +149,19 @@ def report_dict(r: Report) -> dict[str, Any]:
 
 
 def case_images(session: Session, user: User, case: Case, pm: VestigePluginManager) -> list[dict[str, Any]]:
-    """The case's images for a listing: identity, visible near-duplicates and merged verdict."""
-    rows = list_images(session, case)
+    """The case's evidence images for a listing: identity, visible near-duplicates and merged verdict, and under
+    each its lab-made copies (``copies``: id, format, size and the operations that made it; no verdict of their own)."""
+    rows = group_copies(list_images(session, case))
     ids = [row["id"] for row in rows]
     near = visible_near_duplicates(session, user, ids)
     merged = merged_verdicts(latest_findings(session, ids, detector_kinds(pm)))
     for row in rows:
         row["near_duplicates"] = near.get(row["id"], 0)
         verdict = merged.get(row["id"])
-        row["verdict"] = None if verdict is None else {k: verdict[k] for k in ("label", "source", "outcome", "rule")}
+        row["verdict"] = None if verdict is None else {k: verdict[k] for k in ("label", "source", "outcome", "rule",
+                                                                               "confidence")}
+        row["copies"] = [{**{k: copy[k] for k in ("id", "sha256", "format", "width", "height", "size", "operations")},
+                          "name": chain_name(copy["operations"] or [])} for copy in row["copies"]]
     return rows
 
 

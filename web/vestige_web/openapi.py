@@ -65,7 +65,12 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "integer"}, "sha256": {"type": "string"}, "size": {"type": "integer"},
             "format": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"},
             "origin": {"type": "string"}, "filename": {"type": "string"}, "duplicates": {"type": "integer"},
-            "near_duplicates": {"type": "integer"}, "verdict": {"$ref": "#/components/schemas/MergedVerdict"},
+            "near_duplicates": {"type": "integer", "description": "Links to near-duplicate evidence images."},
+            "verdict": {"$ref": "#/components/schemas/MergedVerdict"},
+            "copies": {"type": "array", "description": "The lab's own copies of this image (robustness probes): "
+                                                       "not evidence, and without a verdict of their own.",
+                       "items": {"type": "object", "required": ["id", "operations"],
+                                 "properties": {"id": {"type": "integer"}, "operations": {"type": "array", "items": _OBJ}}}},
         },
     },
     "Finding": {
@@ -92,7 +97,16 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id", "status", "progress_done", "progress_total"],
         "properties": {"id": {"type": "integer"}, "status": {"type": "string"},
-                       "progress_done": {"type": "integer"}, "progress_total": {"type": "integer"}},
+                       "progress_done": {"type": "integer"}, "progress_total": {"type": "integer"},
+                       "by_detector": {"type": "array", "description": "Unfinished analyses: each detector's progress.",
+                                       "items": {"type": "object", "required": ["detector", "done", "total", "status"],
+                                                 "properties": {"detector": {"type": "string"}, "done": {"type": "integer"},
+                                                                "total": {"type": "integer"}, "status": {"type": "string"},
+                                                                "seconds_left": {"type": "number", "nullable": True}}}},
+                       "seconds_left": {"type": "number", "nullable": True,
+                                        "description": "Unfinished analyses: estimated seconds left, by measured pace."},
+                       "waiting": {**_STR_OR_NULL, "description": "Unfinished analyses: why nothing can run it "
+                                                                  "(no live worker), with how to start one."}},
     },
     "Report": {
         "type": "object",

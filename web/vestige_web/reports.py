@@ -14,6 +14,7 @@ import re
 
 from flask import Blueprint, Response, flash, g, redirect, request, url_for
 
+from vestige.analyses import latest_analysis
 from vestige.db.models import Case, Report
 from vestige.errors import NotFoundError
 from vestige.reports.export import FORMATS, MEDIA_TYPES, export_report
@@ -70,7 +71,16 @@ def create(reference: str) -> object:
     case = find_case(vestige.session, g.user, reference)
     fmt = request.form.get("format", "")
     report_id = make_report(case, fmt if fmt in FORMATS else f"unknown ({fmt})")
-    flash(f"Report {report_id} ({fmt}) is ready to download.", "info")
+    analysis = latest_analysis(vestige.session, case)
+    if analysis is None:
+        flash(f"Report {report_id} ({fmt}) is ready, but case {case.reference} has no analysis yet: the report lists "
+              "the evidence and its custody, with no findings or verdicts. Run an analysis first for those.", "error")
+    elif analysis.finished_at is None:
+        flash(f"Report {report_id} ({fmt}) is ready, but analysis {analysis.id} is still {analysis.status} "
+              f"({analysis.progress_done}/{analysis.progress_total}): the report holds only the findings made so far.",
+              "error")
+    else:
+        flash(f"Report {report_id} ({fmt}) is ready to download.", "info")
     return redirect(url_for("cases.show", reference=case.reference) + "#reports")
 
 

@@ -11,11 +11,12 @@ import sqlalchemy as sa
 
 from vestige.analyses import latest_analysis, request_analysis, tasks_of
 from vestige.cases import get_case
-from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
+from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.db.models import Analysis, Image
 from vestige.errors import NotFoundError
 from vestige.artifacts import Registry, runnable
 from vestige.plugins import select_detectors
+from vestige.robustness import entry_change
 from vestige.verdicts import analysis_verdicts, verdict_as_dict
 
 
@@ -48,7 +49,7 @@ def _progress_reporter(label: str):  # type: ignore[no-untyped-def]
 @click.option("--detectors", "names", default="", help="Comma-separated detector names (default: every installed detector).")
 @click.option("--robustness", is_flag=True, help="Also analyse JPEG/resize/crop/blur derivatives of each image.")
 @click.option("--wait", is_flag=True, help="Wait for the verdicts, with a progress bar, and print them.")
-@click.option("--by", "actor", default=None, help="Who requests it (default: VESTIGE_ACTOR or the OS user).")
+@click.option("--by", "actor", default=None, help="Who requests it (default: VESTIGE_ACTOR, else [vestige] default_actor).")
 @pass_state
 def analyze(state: State, reference: str, names: str, robustness: bool, wait: bool, actor: str | None) -> None:
     """Run detectors on the images of case REFERENCE, on workers.
@@ -69,7 +70,7 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
         detectors, skipped = runnable(detectors, Registry(session, workspace.store), named=bool(named))
         if skipped:
             click.echo(f"skipping {', '.join(skipped)}: no trained model (docs/models.md)", err=True)
-        analysis = request_analysis(workspace, session, case, detectors, pm=state.pm, actor=actor or default_actor(),
+        analysis = request_analysis(workspace, session, case, detectors, pm=state.pm, actor=state.actor(actor),
                                     robustness=robustness)
         tasks = tasks_of(session, analysis)
     queues = sorted({t.queue for t in tasks})
@@ -144,15 +145,18 @@ def _show_summary(session, analysis: Analysis) -> None:  # type: ignore[no-untyp
     robustness = summary.get("robustness") or {}
     if robustness:
         click.echo()
-        click.echo("robustness: does the verdict hold under each perturbation?")
+        click.echo("robustness: does the verdict hold under each perturbation (same label and generator)?")
         table = []
         for image_id, entry in robustness.items():
             for name, row in [("merged", entry["merged"]), *entry["detectors"].items()]:
                 under = row["under"]
-                held = [p for p, r in under.items() if r["holds"]]
-                failed = [p for p, r in under.items() if r["holds"] is False]
-                table.append([image_id, name, row["label"], f"{len(held)}/{len(under)}", ", ".join(failed) or "-"])
-        echo_table(table, ["image", "verdict of", "label", "holds", "changes under"])
+                changes = {p: entry_change(r, row) for p, r in under.items()}
+                held = [p for p, c in changes.items() if c == "holds"]
+                weaker = [p for p, c in changes.items() if c == "weakens"]
+                against = [p for p, c in changes.items() if c == "contradicts"]
+                table.append([image_id, name, row["label"], f"{len(held)}/{len(under)}", ", ".join(weaker) or "-",
+                              ", ".join(against) or "-"])
+        echo_table(table, ["image", "verdict of", "label", "holds", "no conclusion under", "contradicted under"])
 
 
 @cli.command()
@@ -162,12 +166,23 @@ def _show_summary(session, analysis: Analysis) -> None:  # type: ignore[no-untyp
 @pass_state
 def verdicts(state: State, reference: str, analysis_id: int | None, as_json: bool) -> None:
     """Show the merged verdicts of a case's latest analysis (every finding with --json)."""
+    from vestige.jobs.recovery import waiting_reason
+
     with state.workspace.db.session() as session:
         case = get_case(session, reference)
         analysis = session.get(Analysis, analysis_id) if analysis_id else latest_analysis(session, case)
         if analysis is None or analysis.case_id != case.id:
             raise NotFoundError(f"case {reference} has no analysis{f' {analysis_id}' if analysis_id else ''}; "
                                 f"run `vestige analyze {reference}`")
+        if analysis_id is None and analysis.finished_at is None:
+            # Say that the newest is not done, and why it may never be; then show the latest finished one, if any.
+            newest = analysis
+            why = waiting_reason(session, state.config, newest)
+            finished = latest_analysis(session, case, finished=True)
+            click.echo(f"analysis {newest.id}, the newest, is {newest.status} ({newest.progress_done}/"
+                       f"{newest.progress_total} verdicts)" + (f": {why}" if why else "") +
+                       (f"; showing analysis {finished.id}, the latest finished" if finished else ""), err=True)
+            analysis = finished or newest
         if as_json:
             echo_json(_analysis_json(session, analysis))
         else:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 from collections.abc import Sequence
@@ -12,6 +11,7 @@ import click
 
 from vestige import __version__
 from vestige.config import Config, load_config
+from vestige.errors import InvalidInputError
 from vestige.plugins import VestigePluginManager, get_plugin_manager
 from vestige.workspace import Workspace
 
@@ -40,6 +40,18 @@ class State:
             self._pm = get_plugin_manager(self.config.plugins.allow)
         return self._pm
 
+    def actor(self, given: str | None) -> str:
+        """Who the custody log names: ``--by``, else ``VESTIGE_ACTOR``, else ``[vestige] default_actor``.
+
+        Never the operating-system user: on a shared or automated host that is
+        "root" or a service account, which names no person.
+        """
+        for candidate in (given, os.environ.get("VESTIGE_ACTOR"), self.config.vestige.default_actor):
+            if candidate and candidate.strip():
+                return candidate.strip()
+        raise InvalidInputError("who is acting? Give --by NAME or set VESTIGE_ACTOR; for automation, set "
+                                "[vestige] default_actor in the configuration (VESTIGE_VESTIGE__DEFAULT_ACTOR)")
+
     def add_plugin_commands(self, group: click.Group) -> None:
         self.pm.hook.vestige_commands(cli=group)
 
@@ -47,14 +59,6 @@ class State:
 pass_state = click.make_pass_decorator(State)
 
 
-def default_actor() -> str:
-    """Who is acting: ``VESTIGE_ACTOR``, else the operating-system user."""
-    if os.environ.get("VESTIGE_ACTOR"):
-        return os.environ["VESTIGE_ACTOR"]
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def echo_json(value: Any) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from vestige.cases import create_case, get_case, list_cases, set_case_status
-from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
+from vestige.cases import create_case, evidence_count, get_case, list_cases, set_case_status
+from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 
-by_option = click.option("--by", "actor", default=None, help="Who is acting (default: VESTIGE_ACTOR or the OS user).")
+by_option = click.option("--by", "actor", default=None, help="Who is acting (default: VESTIGE_ACTOR, else [vestige] default_actor).")
 
 
 def case_dict(case, images: int | None = None) -> dict:  # type: ignore[no-untyped-def]
@@ -38,7 +38,7 @@ def case_group() -> None:
 def case_new(state: State, reference: str, title: str, actor: str | None, as_json: bool) -> None:
     """Open a new case."""
     with state.workspace.db.session() as session:
-        case = create_case(session, reference=reference, title=title, actor=actor or default_actor())
+        case = create_case(session, reference=reference, title=title, actor=state.actor(actor))
         data = case_dict(case, 0)
     echo_json(data) if as_json else click.echo(f"case {data['reference']} opened: {data['title']}")
 
@@ -66,7 +66,7 @@ def case_show(state: State, reference: str, as_json: bool) -> None:
     """Show one case."""
     with state.workspace.db.session() as session:
         case = get_case(session, reference)
-        data = case_dict(case, len(case.images))
+        data = case_dict(case, evidence_count(case))
     if as_json:
         echo_json(data)
     else:
@@ -76,7 +76,7 @@ def case_show(state: State, reference: str, as_json: bool) -> None:
 
 def _set_status(state: State, reference: str, status: str, actor: str | None) -> None:
     with state.workspace.db.session() as session:
-        set_case_status(session, get_case(session, reference), status, actor=actor or default_actor())
+        set_case_status(session, get_case(session, reference), status, actor=state.actor(actor))
     click.echo(f"case {reference} is {status}")
 
 

@@ -10,7 +10,7 @@ import click
 
 from vestige.cases import get_case
 from vestige.catalog import get_image, image_record, list_images
-from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
+from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.ingest import Acquisition, Ingester
 
 
@@ -18,7 +18,7 @@ from vestige.ingest import Acquisition, Ingester
 @click.argument("reference")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--source", default="", help="Where the files came from (URL, device, forum thread...).")
-@click.option("--by", "actor", default=None, help="Who acquired them (default: VESTIGE_ACTOR or the OS user).")
+@click.option("--by", "actor", default=None, help="Who acquired them (default: VESTIGE_ACTOR, else [vestige] default_actor).")
 @json_option
 @pass_state
 def ingest(state: State, reference: str, paths: tuple[Path, ...], source: str, actor: str | None, as_json: bool) -> None:
@@ -29,7 +29,7 @@ def ingest(state: State, reference: str, paths: tuple[Path, ...], source: str, a
     workspace = state.workspace
     with workspace.db.session() as session:
         case = get_case(session, reference)
-        ingester = Ingester(workspace, session, case, Acquisition(source=source, actor=actor or default_actor()))
+        ingester = Ingester(workspace, session, case, Acquisition(source=source, actor=state.actor(actor)))
         show_bar = sys.stderr.isatty() and not as_json
         if show_bar:
             with click.progressbar(length=1, label="ingesting", file=sys.stderr) as bar:

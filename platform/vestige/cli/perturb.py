@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vestige.catalog import get_image
-from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
+from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.derivatives import derive_image, describe_chain, get_perturbations, parse_operation
 
 
@@ -15,7 +15,7 @@ from vestige.derivatives import derive_image, describe_chain, get_perturbations,
               help="An operation and its parameters, e.g. jpeg:quality=70; repeat for a chain, applied in order.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the operations that draw at random.")
 @click.option("--list", "list_ops", is_flag=True, help="List the operations, their parameters and defaults.")
-@click.option("--by", "actor", default=None, help="Who is acting (default: VESTIGE_ACTOR or the OS user).")
+@click.option("--by", "actor", default=None, help="Who is acting (default: VESTIGE_ACTOR, else [vestige] default_actor).")
 @json_option
 @pass_state
 def perturb(state: State, image_id: int | None, ops: tuple[str, ...], seed: int, list_ops: bool, actor: str | None,
@@ -37,7 +37,7 @@ def perturb(state: State, image_id: int | None, ops: tuple[str, ...], seed: int,
     workspace = state.workspace
     with workspace.db.session() as session:
         parent = get_image(session, image_id)
-        made = derive_image(workspace, session, parent, operations, available, seed=seed, actor=actor or default_actor())
+        made = derive_image(workspace, session, parent, operations, available, seed=seed, actor=state.actor(actor))
         session.commit()
         image = made.image
         result = {"image_id": image.id, "sha256": image.blob_sha256, "parent_id": parent.id,

@@ -9,7 +9,7 @@ import click
 
 from vestige.archives import ArchiveLimits
 from vestige.bundleverify import verify_bundle
-from vestige.cli.app import State, cli, default_actor, echo_json, json_option, pass_state
+from vestige.cli.app import State, cli, echo_json, json_option, pass_state
 from vestige.reports.export import FORMATS, export_report
 
 
@@ -17,11 +17,11 @@ from vestige.reports.export import FORMATS, export_report
 @click.argument("reference")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), required=True, help="json (canonical), html, pdf, or a signed bundle (zip).")
 @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="File to write.")
-@click.option("--by", "actor", default=None, help="Who exports it (default: VESTIGE_ACTOR or the OS user).")
+@click.option("--by", "actor", default=None, help="Who exports it (default: VESTIGE_ACTOR, else [vestige] default_actor).")
 @pass_state
 def report_command(state: State, reference: str, fmt: str, out: Path, actor: str | None) -> None:
     """Write the report of case REFERENCE; it is also kept in the evidence store and the custody log."""
-    exported = export_report(state.workspace, state.pm, reference, fmt=fmt, out=out, actor=actor or default_actor())
+    exported = export_report(state.workspace, state.pm, reference, fmt=fmt, out=out, actor=state.actor(actor))
     click.echo(f"wrote {exported.path} ({exported.format}, {exported.size} bytes, sha256 {exported.sha256}); "
                f"report {exported.report_id} recorded in the custody log of {reference}")
 

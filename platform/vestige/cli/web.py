@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from vestige.cases import get_case
-from vestige.cli.app import State, cli, default_actor, echo_json, echo_table, json_option, pass_state
+from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.cli.bench import bench_group
 from vestige.cli.cases import by_option, case_group
 from vestige.db.models import CASE_ROLES, ROLES
@@ -159,7 +159,7 @@ def member_add(state: State, reference: str, username: str, role: str, actor: st
 
     with state.workspace.db.session() as session:
         add_member(session, get_case(session, reference), get_user(session, username), role=role,
-                   actor=actor or default_actor())
+                   actor=state.actor(actor))
     click.echo(f"{username} is {role} on case {reference}")
 
 
@@ -173,7 +173,7 @@ def member_remove(state: State, reference: str, username: str, actor: str | None
     from vestige_web.accounts import get_user, remove_member
 
     with state.workspace.db.session() as session:
-        remove_member(session, get_case(session, reference), get_user(session, username), actor=actor or default_actor())
+        remove_member(session, get_case(session, reference), get_user(session, username), actor=state.actor(actor))
     click.echo(f"{username} no longer works on case {reference}")
 
 

@@ -17,9 +17,11 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from vestige.config import Config
@@ -81,11 +83,45 @@ def requeue_tasks_of_lost_workers(db: Database, config: Config, send: Callable[[
     return send(taken) if taken else 0
 
 
+#: ``AnalysisTask.worker`` of tasks run by a command or the web server itself, which send no heartbeat.
+IN_PROCESS_WORKERS = ("in-process", "web-in-process")
+
+
+def _live(session: Session, config: Config) -> list[Any]:
+    return session.execute(sa.select(WorkerHeartbeat.nodename, WorkerHeartbeat.queues)
+                           .where(WorkerHeartbeat.beat_at >= _lost_before(config))).all()
+
+
+def waiting_reason(session: Session, config: Config, analysis: Analysis) -> str | None:
+    """Why an unfinished analysis cannot move, in one sentence, or ``None`` while something can run it.
+
+    Something can run it when a command or the web server runs its tasks
+    itself, or when live workers (fresh heartbeats) serve every queue its
+    unfinished tasks wait on.
+    """
+    if analysis.finished_at is not None:
+        return None
+    tasks = session.execute(sa.select(AnalysisTask.queue, AnalysisTask.status, AnalysisTask.worker)
+                            .where(AnalysisTask.analysis_id == analysis.id)).all()
+    if any(worker in IN_PROCESS_WORKERS for _, _, worker in tasks):
+        return None  # a command or the web server runs it itself, task after task
+    needed = sorted({queue for queue, status, _ in tasks if status not in ("done", "failed")})
+    live = _live(session, config)
+    if not live:
+        return (f"No worker is running, so analysis {analysis.id} waits in the queue: start one with "
+                f"`vestige worker` (same configuration and data directory).")
+    served = {q for _, queues in live for q in queues}
+    missing = [q for q in needed if q not in served]
+    if missing:
+        return (f"No live worker serves queue {', '.join(missing)}, so analysis {analysis.id} waits: start "
+                f"`vestige worker --queues {','.join(missing)}`.")
+    return None
+
+
 def stall_reason(db: Database, config: Config, analysis_id: int) -> str:
     """Why an analysis makes no progress, in one sentence, from the heartbeats and its tasks."""
     with db.session() as session:
-        live = session.execute(sa.select(WorkerHeartbeat.nodename, WorkerHeartbeat.queues)
-                               .where(WorkerHeartbeat.beat_at >= _lost_before(config))).all()
+        live = _live(session, config)
         running = session.execute(sa.select(AnalysisTask.worker).where(
             AnalysisTask.analysis_id == analysis_id, AnalysisTask.status == "running")).scalars().all()
         queued = session.scalar(sa.select(sa.func.count()).select_from(AnalysisTask).where(

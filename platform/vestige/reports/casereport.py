@@ -215,7 +215,9 @@ def build_case_report(session: Session, case: Case, *, config: Config, pm: Vesti
         by_image.setdefault(verdict.image_id, []).append(_finding_row(verdict, kind))
     summary = (analysis.summary if analysis is not None else None) or {}
 
-    images = [_image_entry(session, image, by_image.get(image.id, []), summary) for image in evidence_images(session, case)]
+    evidence = evidence_images(session, case)
+    evidence_ids = {image.id for image in evidence}
+    images = [_image_entry(session, image, by_image.get(image.id, []), summary) for image in evidence]
     used_detectors = sorted({f["detector"] for image in images for f in image["findings"]})
     document = {
         "format": REPORT_FORMAT,
@@ -250,6 +252,7 @@ def build_case_report(session: Session, case: Case, *, config: Config, pm: Vesti
             "configuration": config_as_dict(config),
             "environment": runtime_environment(),
         },
-        "sections": plugin_sections(pm, case=case, verdicts=verdicts),
+        # The lab's own copies (robustness probes) are not evidence: plugins see the evidence's findings only.
+        "sections": plugin_sections(pm, case=case, verdicts=[v for v in verdicts if v.image_id in evidence_ids]),
     }
     return _round(document)

@@ -6,6 +6,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vestige.plugin import reason_of
+from vestige.robustness import entry_change
+from vestige.verdicts import stated_confidence
+
 #: Shown where a section has nothing in it, so that an empty section says so instead of disappearing.
 EMPTY = {
     "analysis": "No analysis has been run on this case: there are no findings to report.",
@@ -20,6 +24,7 @@ EMPTY = {
     "detectors": "No detector contributed to this report.",
     "models": "No model weights were used (every detector that ran works without weights).",
     "sections": "No plugin added a section.",
+    "appendix": "No plugin section carries data.",
 }
 
 OUTCOME_COLOURS = {
@@ -36,8 +41,9 @@ LABEL_COLOURS = {"real": "#2e7d32", "synthetic": "#c62828", "unknown": "#757575"
 MAX_BARS = 8
 
 
-def short(sha256: str | None, n: int = 12) -> str:
-    return "-" if not sha256 else sha256[:n] + "…"
+def full_hash(sha256: str | None) -> str:
+    """A hash as it is, never cut: a reader compares it character by character with the file's."""
+    return sha256 or "-"
 
 
 def number(value: Any, digits: int = 3) -> str:
@@ -95,9 +101,52 @@ def history_rows(perturbations: Mapping[str, Sequence[Mapping[str, Any]]]) -> li
     return rows
 
 
-def compact_json(value: Any, limit: int = 400) -> str:
-    text = json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _scalar(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def flat_items(value: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """A nested mapping as ``(dotted key, readable value)`` pairs, complete: nested mappings become dotted keys,
+    lists of scalars comma-separated lists, lists of mappings numbered keys. No JSON, nothing cut."""
+    out: list[tuple[str, str]] = []
+    for key in sorted(value, key=str):
+        item, name = value[key], f"{prefix}{key}"
+        if isinstance(item, Mapping):
+            out += flat_items(item, f"{name}.") if item else [(name, "-")]
+        elif isinstance(item, (list, tuple)) and any(isinstance(v, Mapping) for v in item):
+            for i, element in enumerate(item, 1):
+                out += flat_items(element, f"{name}[{i}].") if isinstance(element, Mapping) else [(f"{name}[{i}]", _scalar(element))]
+        elif isinstance(item, (list, tuple)):
+            out.append((name, ", ".join(_scalar(v) for v in item) or "-"))
+        else:
+            out.append((name, _scalar(item)))
+    return out
+
+
+def readable(value: Mapping[str, Any] | None, separator: str = "; ") -> str:
+    """``key: value; key.sub: value``: a mapping (evidence numbers, custody details) for people to read."""
+    return separator.join(f"{k}: {v}" for k, v in flat_items(value or {})) or "-"
+
+
+def pretty_json(value: Any) -> str:
+    """The complete value as indented JSON, for the appendix only."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, indent=1, default=str)
+
+
+def detector_versions(doc: Mapping[str, Any]) -> str:
+    """The detectors and versions that made the report's findings, as they ran (``name version``, comma-separated).
+
+    This, not the plugin package's version, says which code decided: a package
+    can ship a detector whose own version moved on (metadata 0.2.0 in package 0.1.0).
+    """
+    used = sorted({(f["detector"], f["detector_version"]) for image in doc["images"] for f in image["findings"]})
+    return ", ".join(f"{name} {version}" for name, version in used) or "-"
 
 
 def finding_table(findings: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[tuple[str, list[str]]]]:
@@ -111,10 +160,11 @@ def finding_table(findings: Sequence[Mapping[str, Any]]) -> tuple[list[str], lis
         ("kind", cells(lambda f: f["kind"])),
         ("label", cells(lambda f: f["label"])),
         ("source", cells(lambda f: f["source"] or "-")),
-        ("confidence", cells(lambda f: number(f["confidence"]))),
+        ("confidence in outcome", cells(lambda f: number(stated_confidence(f)))),
         ("top scores", cells(lambda f: ", ".join(f"{k} {v:.3f}" for k, v in top_scores(f["scores"], 3)) or "-")),
-        ("evidence", cells(lambda f: compact_json(f["evidence"], 160) if f["evidence"] else "-")),
-        ("model SHA-256", cells(lambda f: short(f["model_sha256"]))),
+        ("reason", cells(lambda f: reason_of(f["evidence"]) or "-")),
+        ("evidence", cells(lambda f: readable(f["evidence"], "\n"))),
+        ("model SHA-256", cells(lambda f: full_hash(f["model_sha256"]))),
         ("device", cells(lambda f: f"{f['device']} {f['precision']}")),
         ("run time", cells(lambda f: "-" if f["runtime_ms"] is None else f"{f['runtime_ms']:.1f} ms")),
         ("error", cells(lambda f: f["error"] or "-")),
@@ -122,12 +172,16 @@ def finding_table(findings: Sequence[Mapping[str, Any]]) -> tuple[list[str], lis
     return headers, rows
 
 
-def _under(entry: Mapping[str, Any] | None) -> str:
+#: What a robustness cell says after the verdict on the copy (see vestige.robustness.change_of).
+CHANGE_WORDS = {"holds": " (holds)", "weakens": " (no longer concludes)", "contradicts": " (CONTRADICTS)"}
+
+
+def _under(entry: Mapping[str, Any] | None, original: Mapping[str, Any] | None = None) -> str:
     if not entry:
         return "-"
     said = " ".join(str(entry[k]) for k in ("label", "source") if entry.get(k)) or "no finding"
-    holds = entry.get("holds")
-    return said + ("" if holds is None else (" (holds)" if holds else " (CHANGES)"))
+    change = entry_change(entry, original)
+    return said + ("" if change is None else CHANGE_WORDS[change])
 
 
 def robustness_table(robustness: Mapping[str, Any] | None) -> tuple[list[str], list[list[str]]]:
@@ -145,7 +199,7 @@ def robustness_table(robustness: Mapping[str, Any] | None) -> tuple[list[str], l
     headers += [f"{name}: {_under(d).replace(' (holds)', '')}" for name, d in sorted(detectors.items())]
     rows = []
     for probe in sorted(robustness["probes"]):
-        row = [probe, _under((merged.get("under") or {}).get(probe))]
-        row += [_under((d.get("under") or {}).get(probe)) for _, d in sorted(detectors.items())]
+        row = [probe, _under((merged.get("under") or {}).get(probe), merged)]
+        row += [_under((d.get("under") or {}).get(probe), d) for _, d in sorted(detectors.items())]
         rows.append(row)
     return headers, rows

@@ -52,6 +52,21 @@ function setupPolling() {
       const bar = row.querySelector("progress");
       bar.max = a.progress_total || 1;
       bar.value = a.progress_done;
+      const eta = row.querySelector("[data-field=eta]");
+      if (eta) eta.textContent = a.by_detector ? `${a.eta} left` : "";
+      const list = row.querySelector("[data-field=by-detector]");
+      if (list && a.by_detector) {
+        list.replaceChildren(...a.by_detector.map((d) => {
+          const item = document.createElement("li");
+          item.textContent = `${d.detector}: ${d.done}/${d.total} ${d.status}${d.eta ? `, ${d.eta} left` : ""}`;
+          return item;
+        }));
+      }
+      const waiting = section.querySelector(`[data-waiting="${a.id}"]`);
+      if (waiting) {
+        waiting.hidden = !a.waiting;
+        waiting.querySelector("[data-field=waiting]").textContent = a.waiting || "";
+      }
       still = still || active(a.status);
     }
     if (still) setTimeout(tick, 2000);
