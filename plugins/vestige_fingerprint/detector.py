@@ -17,6 +17,7 @@ from vestige.plugin import Finding, ImageInput, Picture
 from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption
 from vestige import calibration
 from vestige.domain import Decision, DomainScores, decide
+from vestige_fingerprint import recipe
 from vestige_fingerprint.pictures import fingerprint_png
 from vestige_fingerprint.preprocess import stack
 from vestige_fingerprint.weights import WEIGHTS_DIR, shipped
@@ -43,7 +44,7 @@ class FingerprintDetector(TrainableDetector):
                     choices=("image", "autoencoder")),
         TrainOption("immunize", bool, False, "After clean training, fine-tune on perturbed images (noise, blur, "
                     "JPEG, crop-resize, each with p = 0.5)"),
-        TrainOption("augment", float, 0.0, "Share of training images re-shared afresh every epoch from the first "
+        TrainOption("augment", float, recipe.DEFAULT_AUGMENT, "Share of training images re-shared afresh every epoch from the first "
                     "(crop 0.8–1, resize 0.5–1, blur σ 0.3–1.5, JPEG 40–95, each with p = 0.5); early stopping and "
                     "calibration then also see a re-shared copy of the validation split. 0: none"),
         TrainOption("epochs", int, 30, "Most epochs of clean training (early stopping on validation loss); "
@@ -54,11 +55,11 @@ class FingerprintDetector(TrainableDetector):
         TrainOption("size", int, None, "Input side (4·2^k); default: the training images' common side"),
         TrainOption("start_from", str, None, "A fingerprint artifact file to start from instead of random weights "
                     "(same sources and variant), e.g. to immunise a clean model"),
-        TrainOption("schedule", str, "constant", "Learning rate: constant, or cosine (from 1e-3 to 0 over --epochs; "
+        TrainOption("schedule", str, recipe.DEFAULT_SCHEDULE, "Learning rate: constant, or cosine (from 1e-3 to 0 over --epochs; "
                     "every planned epoch runs, the best validation epoch is kept)", ("constant", "cosine")),
-        TrainOption("head", str, "dense", "Image variant: dense (the paper's dense layer over the 4×4 map) or pool "
+        TrainOption("head", str, recipe.DEFAULT_HEAD, "Image variant: dense (the paper's dense layer over the 4×4 map) or pool "
                     "(the map averaged over positions first)", ("dense", "pool")),
-        TrainOption("tta", str, "none", "Image variant: none, or flip (features averaged over the image and its mirror "
+        TrainOption("tta", str, recipe.DEFAULT_TTA, "Image variant: none, or flip (features averaged over the image and its mirror "
                     "at validation and in use)", ("none", "flip")),
         TrainOption("norm", str, "batch", "Image variant: batch normalisation after each 3×3 convolution, or none "
                     "(the paper's network; learns much more slowly)", choices=("batch", "none")),

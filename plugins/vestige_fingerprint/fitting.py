@@ -42,6 +42,7 @@ from vestige import calibration
 from vestige_fingerprint.immunisation import RECIPE, Immuniser
 from vestige_perturb.resharing import RESHARING, Resharer
 from vestige_fingerprint.nets import architecture, build, stage_count
+from vestige_fingerprint.recipe import DEFAULT_AUGMENT, DEFAULT_HEAD, DEFAULT_SCHEDULE, DEFAULT_TTA
 from vestige_fingerprint.preprocess import fit_to_side, training_side
 from vestige_fingerprint.runtime import Runtime, fp16_arrays, to_float
 
@@ -82,7 +83,7 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         immunize = immunize.strip().lower() in ("1", "true", "yes", "on")
     out["immunize"] = bool(immunize)
     out["epochs"] = number("epochs", int, 30, 0)
-    out["augment"] = number("augment", float, 0.0, 0.0)
+    out["augment"] = number("augment", float, DEFAULT_AUGMENT, 0.0)
     if out["augment"] > 1.0:
         raise InvalidInputError(f"fingerprint option augment is a share of the training images, at most 1, not {out['augment']}")
     out["immunize_epochs"] = number("immunize_epochs", int, 10, 1)
@@ -94,15 +95,15 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidInputError(f"fingerprint option keep must lie in (0, 1], not {keep!r}")
     out["keep"] = keep
     out["start_from"] = raw.pop("start_from", None) or None
-    schedule = raw.pop("schedule", None) or "constant"
+    schedule = raw.pop("schedule", None) or DEFAULT_SCHEDULE
     if schedule not in ("constant", "cosine"):
         raise InvalidInputError(f"fingerprint option schedule must be constant or cosine, not {schedule!r}")
     out["schedule"] = schedule
-    head = raw.pop("head", None) or "dense"
+    head = raw.pop("head", None) or DEFAULT_HEAD
     if head not in ("dense", "pool"):
         raise InvalidInputError(f"fingerprint option head must be dense or pool, not {head!r}")
     out["head"] = head
-    tta = raw.pop("tta", None) or "none"
+    tta = raw.pop("tta", None) or DEFAULT_TTA
     if tta not in ("none", "flip"):
         raise InvalidInputError(f"fingerprint option tta must be none or flip, not {tta!r}")
     out["tta"] = tta
@@ -114,6 +115,8 @@ def parse_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         raise InvalidInputError(f"fingerprint has no training option {sorted(raw)[0]!r}")
     if out["epochs"] == 0 and not out["start_from"]:
         raise InvalidInputError("fingerprint option epochs may be 0 only with start_from (an artifact to fine-tune)")
+    if out["epochs"] == 0:
+        out["augment"] = 0.0  # no epoch runs, so none is augmented (the artifact must not claim it)
     return out
 
 
@@ -330,7 +333,9 @@ def fit_fingerprint(data: TrainingSet, *, seed: int, options: Mapping[str, Any] 
         n = len(val_labels)
         predicted = logits.argmax(1)
         metrics["val_accuracy_clean"] = round(float((predicted[:n] == val_labels).mean()), 6)
-        metrics["val_accuracy_perturbed"] = round(float((predicted[n:] == val_labels).mean()), 6)
+        # one perturbed copy of the validation split per phase that added one (re-shared, immunisation's)
+        copies = len(calibration_labels) // n - 1
+        metrics["val_accuracy_perturbed"] = round(float((predicted[n:] == np.tile(val_labels, copies)).mean()), 6)
     metrics["train_images"] = len(train_labels)
     metrics["val_images"] = len(val_labels)
     metrics["train_seconds"] = round(time.monotonic() - began, 1)
