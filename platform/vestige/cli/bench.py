@@ -7,11 +7,15 @@ from pathlib import Path
 import click
 
 from vestige.cli.app import State, cli, echo_json, echo_table, pass_state
+from vestige.cli.bench_datasets import replay_command, say_progress, build_group
 
 
 @cli.group("bench")
 def bench_group() -> None:
     """Benchmarks: print a table and write JSON."""
+
+
+bench_group.add_command(build_group)
 
 
 @bench_group.command("ingest")
@@ -86,131 +90,6 @@ def bench_perturb(state: State, count: int, per_op: int, size: int, repeats: int
 # benchmark datasets and the harness (docs/benchmarks.md, "Building datasets and running the harness")
 
 
-def _command_line(ctx: click.Context) -> str:
-    """The command as a replayable line: every option with the value it took, defaults included."""
-    import shlex
-
-    parts = ctx.command_path.split()
-    arguments = []
-    for param in ctx.command.params:
-        value = ctx.params.get(param.name)
-        if isinstance(param, click.Argument):
-            arguments += [str(v) for v in (value if isinstance(value, tuple) else (value,)) if v is not None]
-            continue
-        if not isinstance(param, click.Option) or value is None or value is False or value == ():
-            continue
-        flag = max(param.opts, key=len)
-        if param.is_flag:
-            parts.append(flag)
-            continue
-        for item in value if param.multiple else (value,):
-            parts += [flag, str(item)]
-    return shlex.join(parts + arguments)
-
-
-def _progress(line: str) -> None:
-    click.echo(line, err=True)
-
-
-@bench_group.group("build")
-def bench_build() -> None:
-    """Build a benchmark dataset: PNGs of every source and a manifest hashing each file."""
-
-
-@bench_build.command("zoo32")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the dataset.")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="The CIFAR-10 zip (default: ../shared/data/cifar10-jpeg.zip).")
-@click.option("--train", "n_train", type=click.IntRange(1), default=1000, show_default=True, help="Training images per source.")
-@click.option("--val", "n_val", type=click.IntRange(0), default=200, show_default=True, help="Validation images per source.")
-@click.option("--test", "n_test", type=click.IntRange(2), default=500, show_default=True,
-              help="Clean test images per source (half seen, half unseen classes).")
-@click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--sources", default=None, help="Comma-separated subset of: real and the zoo's generators.")
-@click.option("--device", default="cpu", show_default=True, help="Where the generators sample.")
-@click.pass_context
-def bench_build_zoo32(ctx: click.Context, out: Path, data: Path | None, n_train: int, n_val: int, n_test: int,
-                      severity: int, seed: int, sources: str | None, device: str) -> None:
-    """CIFAR-10 and every zoo generator: train/val on five classes, test on those and five unseen, perturbed copies."""
-    import time
-
-    from vestige.dataset_builders import Counts, build_zoo32
-
-    state: State = ctx.find_object(State)
-    began = time.perf_counter()
-    dataset = build_zoo32(out, data=data, counts=Counts(n_train, n_val, n_test), severity=severity, seed=seed,
-                          sources=[s.strip() for s in sources.split(",") if s.strip()] if sources else None,
-                          command=_command_line(ctx), device=device, pm=state.pm, progress=_progress)
-    _report_dataset(dataset, time.perf_counter() - began)
-
-
-@bench_build.command("snapshots")
-@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the dataset.")
-@click.option("--real", is_flag=True, help="Add CIFAR-10 photographs as `real` (default: generators only, like a lab's case).")
-@click.option("--data", type=click.Path(path_type=Path), default=None,
-              help="The CIFAR-10 zip for --real (default: ../shared/data/cifar10-jpeg.zip).")
-@click.option("--train", "n_train", type=click.IntRange(1), default=1000, show_default=True, help="Training images per source.")
-@click.option("--val", "n_val", type=click.IntRange(0), default=200, show_default=True, help="Validation images per source.")
-@click.option("--test", "n_test", type=click.IntRange(2), default=500, show_default=True,
-              help="Clean test images per source (half seen, half unseen classes).")
-@click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="Where the generators sample.")
-@click.pass_context
-def bench_build_snapshots(ctx: click.Context, runs: tuple[Path, ...], out: Path, real: bool, data: Path | None,
-                          n_train: int, n_val: int, n_test: int, severity: int, seed: int, device: str) -> None:
-    """Every snapshot of `vestige zoo train --snapshot-every` RUNS as a source: new generators, as a lab's case brings."""
-    import time
-
-    from vestige.dataset_builders import Counts, build_snapshots
-
-    state: State = ctx.find_object(State)
-    began = time.perf_counter()
-    dataset = build_snapshots(list(runs), out, data=data, counts=Counts(n_train, n_val, n_test), severity=severity,
-                              seed=seed, real=real, command=_command_line(ctx), device=device, pm=state.pm,
-                              progress=_progress)
-    _report_dataset(dataset, time.perf_counter() - began)
-
-
-@bench_build.command("folders")
-@click.argument("src", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder for the dataset.")
-@click.option("--val-fraction", type=float, default=0.1, show_default=True)
-@click.option("--test-fraction", type=float, default=0.2, show_default=True)
-@click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
-@click.option("--crop", type=click.IntRange(1), default=None, help="Keep the centre N×N of every image (same size for all sources).")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.pass_context
-def bench_build_folders(ctx: click.Context, src: Path, out: Path, val_fraction: float, test_fraction: float,
-                        severity: int, crop: int | None, seed: int) -> None:
-    """A lab's reference images: one sub-folder of SRC per source (`real` for camera images)."""
-    import time
-
-    from vestige.dataset_builders import build_folders
-    from vestige.imagefile import ImageLimits
-
-    state: State = ctx.find_object(State)
-    cfg = state.config.ingest
-    began = time.perf_counter()
-    dataset = build_folders(src, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, severity=severity,
-                            crop=crop, command=_command_line(ctx), pm=state.pm,
-                            limits=ImageLimits.from_config(cfg),
-                            progress=_progress, warn=lambda line: click.echo(f"warning: {line}", err=True))
-    _report_dataset(dataset, time.perf_counter() - began)
-
-
-def _report_dataset(dataset, seconds: float) -> None:  # noqa: ANN001 - a vestige.datasets.Dataset
-    files = dataset.records()
-    size = sum(r.size for r in files) + (dataset.path / "manifest.json").stat().st_size
-    clean = sum(r.condition == "clean" for r in files)
-    click.echo(f"wrote {dataset.path}: {len(files)} PNGs ({clean} clean, {len(files) - clean} perturbed) of "
-               f"{len(dataset.sources)} sources, "
-               f"{size / 1e6:.1f} MB, in {seconds:.0f} s")
-    click.echo(f"manifest SHA-256 {dataset.sha256}")
-
-
 @bench_group.command("run")
 @click.option("--dataset", "dataset_path", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
 @click.option("--detectors", required=True, help="Comma-separated detector names.")
@@ -249,16 +128,16 @@ def bench_run(ctx: click.Context, dataset_path: Path, detectors: str, out: Path,
     if record and not docs.is_file():
         raise InvalidInputError("--record appends to docs/benchmarks.md: run it from the repository root")
     artifacts = _given_artifacts(state, chosen, models)
-    _progress(f"opening {dataset_path} (checking every file's SHA-256)")
+    say_progress(f"opening {dataset_path} (checking every file's SHA-256)")
     dataset = open_dataset(dataset_path)
     summary = run_benchmark(dataset, chosen, out, seed=seed, artifacts=artifacts, options=fit_options, limit=limit,
-                            device=device, command=_command_line(ctx), register=_registrar(state, dataset),
-                            progress=_progress, pm=state.pm, single_conditions=single_conditions)
+                            device=device, command=replay_command(ctx), register=_registrar(state, dataset),
+                            progress=say_progress, pm=state.pm, single_conditions=single_conditions)
     click.echo((out / "results.md").read_text(), nl=False)
-    _progress(f"wrote {out / 'results.json'}, {out / 'results.md'} and the confusion pictures")
+    say_progress(f"wrote {out / 'results.json'}, {out / 'results.md'} and the confusion pictures")
     if record:
         record_results(summary, docs)
-        _progress(f"appended the table to {docs}")
+        say_progress(f"appended the table to {docs}")
 
 
 def _given_artifacts(state: State, detectors, values: tuple[str, ...]) -> dict:  # noqa: ANN001
@@ -301,7 +180,7 @@ def _registrar(state: State, dataset):  # noqa: ANN001, ANN202
         try:
             workspace = state.workspace
         except VestigeError as exc:
-            _progress(f"{detector.name}: not registered ({exc}); `vestige models import {path}` registers it later")
+            say_progress(f"{detector.name}: not registered ({exc}); `vestige models import {path}` registers it later")
             return None
         with workspace.db.session() as session:
             row = Registry(session, workspace.store).register_trained(
@@ -340,9 +219,9 @@ def bench_openset(ctx: click.Context, dataset_path: Path, detector_name: str, ho
     dataset = open_dataset(dataset_path)
     out = out or Path("bench-results") / f"openset-{detector_name}-{holdout}"
     result = run_openset(dataset, detector, holdout, seed=seed, options=fit_options, device=device, limit=limit,
-                         out=out, command=_command_line(ctx), progress=_progress, artifact=artifact)
+                         out=out, command=replay_command(ctx), progress=say_progress, artifact=artifact)
     click.echo(markdown_report(result), nl=False)
-    _progress(f"wrote {out / 'openset.json'} and {out / 'openset.md'}")
+    say_progress(f"wrote {out / 'openset.json'} and {out / 'openset.md'}")
 
 
 @bench_group.command("detector")
@@ -379,7 +258,7 @@ def bench_detector(ctx: click.Context, detector_name: str, dataset_path: Path | 
     dataset = open_dataset(dataset_path) if dataset_path is not None else None
     images = encoded_images(dataset=dataset, folder=images_path, n=count)
     result = run_throughput(detector, images, batch_size=batch_size, device=device, precision=precision,
-                            artifact=artifact, command=_command_line(ctx), progress=_progress)
+                            artifact=artifact, command=replay_command(ctx), progress=say_progress)
     out = out or Path("bench-results") / f"detector-{detector_name}.json"
     write_result(out, result)
     echo_json(result)
@@ -412,7 +291,7 @@ def bench_calibration(ctx: click.Context, dataset_path: Path, detector_name: str
         attach(detector, None)
     detector.load("cpu")
     result = run_calibration(open_dataset(dataset_path), detector, condition=condition, limit=limit,
-                             command=_command_line(ctx), progress=_progress)
+                             command=replay_command(ctx), progress=say_progress)
     write_result(out or Path("bench-results") / f"calibration-{detector_name}-{condition}.json", result)
     click.echo(markdown_table(result), nl=False)
 
@@ -459,8 +338,8 @@ def bench_openworld(ctx: click.Context, dataset_path: Path, detectors: str, mode
     if cifar_zip is None and default_cifar_zip().is_file():
         cifar_zip = default_cifar_zip()
     result = run_openworld(open_dataset(dataset_path), chosen, cifar_zip=cifar_zip, per_class=per_class,
-                           upscaled_per_source=upscaled, progress=_progress)
-    result["command"] = _command_line(ctx)
+                           upscaled_per_source=upscaled, progress=say_progress)
+    result["command"] = replay_command(ctx)
     write_result(out, result)
     click.echo(markdown(result), nl=False)
-    _progress(f"wrote {out}")
+    say_progress(f"wrote {out}")
