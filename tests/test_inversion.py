@@ -87,7 +87,8 @@ def test_a_calibration_whose_accept_region_reaches_its_negatives_is_refused_with
 def test_a_generator_that_reconstructs_anything_is_refused_as_such():
     rng = np.random.default_rng(0)
     own, negatives = rng.normal(-9, 0.5, 40), rng.normal(-8.9, 0.5, 30)  # photos invert as well as its own samples
-    with pytest.raises(CalibrationRefused, match="reconstructs images it did not make.*reference model"):
+    with pytest.raises(CalibrationRefused, match="loss of ae does not tell its own samples from others.*"
+                                                 "reconstructs images it did not make.*reference model"):
         _threshold(own, negatives, generator="ae")
 
 
@@ -265,6 +266,26 @@ def test_the_lab_generator_s_samples_belong_and_other_images_do_not(lab_generato
     assert first.pictures[0].data.startswith(b"\x89PNG")
 
 
+def test_a_calibration_robust_to_jpeg_accepts_the_generator_s_re_compressed_samples(lab_generator, lab_calibration):
+    from vestige_inversion.calibration import calibrate
+    from vestige_inversion.evaluation import perturbed
+    from vestige_inversion.generators import to_pictures
+    from vestige_inversion.optimise import Settings, invert
+    from vestige_inversion.statistics import complexity
+
+    robust = calibrate(lab_generator, 24, Settings(**FAST), sample_seed=1, negatives=lab_negatives(lab_generator),
+                       robust_to=("jpeg90",))
+    assert robust.n == 48 and robust.record["own_variants"] == ["clean", "jpeg90"]
+    assert robust.threshold.own_accept >= 0.95 and robust.threshold.false_accept <= 0.01
+    own, _ = lab_generator.sample(6, seed=99)
+    shared = lab_generator.targets(perturbed(to_pictures(own), "jpeg90"))  # held out, then saved as JPEG 90
+    losses = invert(lab_generator.module, lab_generator.spec.input_spec, shared, Settings(**FAST)).loss.numpy()
+    comps = complexity(shared.numpy())
+    clean_accepts = sum(lab_calibration.threshold.test(l, c).belongs for l, c in zip(losses, comps))
+    robust_accepts = sum(robust.threshold.test(l, c).belongs for l, c in zip(losses, comps))
+    assert robust_accepts >= 5 and robust_accepts > clean_accepts
+
+
 def _legacy_set(calibration):
     """A calibration set of the first format (normal fit of own losses, no negatives), packed as it was."""
     import hashlib
@@ -318,7 +339,8 @@ def test_a_generator_that_reconstructs_any_image_is_refused_at_calibration():
 
     decoder = _reconstructor()
     assert decoder.output_shape == (3, 16, 16)
-    with pytest.raises(CalibrationRefused, match="pixel-decoder reconstructs images it did not make"):
+    with pytest.raises(CalibrationRefused, match="pixel-decoder does not tell its own samples from others.*"
+                                                 r"median own loss [0-9.e-]+\); either it reconstructs"):
         # Long enough for every image, its own or not, to reach the loss floor.
         calibrate(decoder, 12, Settings(steps=400, restarts=1, lr=0.05), sample_seed=1,
                   negatives=lab_negatives(decoder, 12))

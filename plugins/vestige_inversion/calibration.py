@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +100,13 @@ class LegacyCalibration:
 
 def calibrate(loaded: Any, n: int, settings: Any, *, sample_seed: int, negatives: Any, batch: int = 64,
               own_quantile: float | None = None, false_accept: float | None = None, statistic: str | None = None,
-              max_seconds: float | None = None, progress: Callable[[str], None] | None = None) -> Calibration:
+              robust_to: Sequence[str] = (), max_seconds: float | None = None,
+              progress: Callable[[str], None] | None = None) -> Calibration:
     """Invert ``n`` of the generator's own samples (drawn with ``sample_seed``) and ``negatives``
     (:class:`~vestige_inversion.negatives.Negatives`), all in batches of ``batch``, and set the threshold.
+
+    ``robust_to`` names perturbations (``jpeg90``, ``resize0.9``: the evaluation's conditions) whose copies of
+    the own samples join them, so that the accept region also holds the generator's re-shared images.
 
     Raises :class:`~vestige_inversion.statistics.CalibrationRefused` when the
     accept region would reach the negatives.
@@ -112,7 +116,12 @@ def calibrate(loaded: Any, n: int, settings: Any, *, sample_seed: int, negatives
     from vestige_inversion.optimise import invert
 
     began = time.perf_counter()
+    from vestige_inversion.evaluation import perturbed
+    from vestige_inversion.generators import to_pictures
+
     own, _ = loaded.sample(n, sample_seed)
+    own = torch.cat([own, *(loaded.targets(perturbed(to_pictures(own), c)) for c in robust_to)])
+    n = len(own)
     images = torch.cat([own, negatives.images])
     losses, steps = [], []
     for start in range(0, len(images), batch):
@@ -132,6 +141,7 @@ def calibrate(loaded: Any, n: int, settings: Any, *, sample_seed: int, negatives
                                  generator=loaded.name, statistic=statistic, **options)
     record = {"sample_seed": sample_seed, "seconds": round(time.perf_counter() - began, 1), "min_steps": int(min(steps)),
               "steps": settings.steps, "restarts": settings.restarts, "negative_sources": dict(negatives.sources),
+              "own_variants": ["clean", *robust_to],
               "device": loaded.device, "torch": torch.__version__, "threads": torch.get_num_threads()}
     return Calibration(loaded.name, loaded.spec.version, loaded.spec.weights_sha256, settings.as_dict(), loss[:n], comp[:n],
                        loss[n:], comp[n:], tuple(negatives.kinds), threshold, record)

@@ -53,6 +53,9 @@ def inversion() -> None:
               help="Share of own samples the accept region must hold.")
 @click.option("--false-accept", type=click.FloatRange(0.0, 0.5), default=0.01, show_default=True,
               help="Largest share of negatives the accept region may reach.")
+@click.option("--robust-to", multiple=True, type=click.Choice(["jpeg90", "resize0.9"]),
+              help="Add copies of the own samples so perturbed to the own set (repeatable): the accept region then "
+                   "holds re-shared images too, or the calibration is refused.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--batch", type=click.IntRange(1), default=64, show_default=True,
               help="Images inverted together (with their restarts and classes).")
@@ -64,12 +67,14 @@ def inversion() -> None:
 @pass_state
 def calibrate_command(state: State, generator: str, n: int, n_real: int | None, n_per_generator: int | None,
                       negatives_dir: Path | None, data: Path | None, steps: int, restarts: int, lr: float, loss: str,
-                      screen_steps: int, own_quantile: float, false_accept: float, seed: int, batch: int,
+                      screen_steps: int, own_quantile: float, false_accept: float, robust_to: tuple[str, ...],
+                      seed: int, batch: int,
                       device: str | None, threads: int | None, no_default: bool, out: Path | None) -> None:
     """Invert N of GENERATOR's own samples and its negatives, and store the accept threshold between them.
 
     A generator whose accept region would reach its negatives is refused, and nothing is stored.
     """
+    import numpy as np
     import torch
 
     from vestige.cli.models import optional_registry
@@ -88,8 +93,11 @@ def calibrate_command(state: State, generator: str, n: int, n_real: int | None, 
                        load=lambda spec: LoadedGenerator.load(spec, device))
     settings = Settings(steps=steps, restarts=restarts, lr=lr, loss=loss, screen_steps=screen_steps, seed=seed)
     cal = calibrate(loaded, n, settings, sample_seed=CALIBRATION_SEED_BASE + seed, negatives=negatives, batch=batch,
-                    own_quantile=own_quantile, false_accept=false_accept, progress=lambda m: click.echo(m, err=True))
-    summary = {"generator": generator, **cal.entry(), **cal.summary()}
+                    own_quantile=own_quantile, false_accept=false_accept, robust_to=robust_to,
+                    progress=lambda m: click.echo(m, err=True))
+    summary = {"generator": generator, **cal.entry(), **cal.summary(),
+               # min, median, 90th percentile and max of the own losses: a long upper tail means un-inverted samples
+               "loss_quantiles": [float(q) for q in np.quantile(cal.losses, [0.0, 0.5, 0.9, 1.0])]}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_bytes(pack_set({generator: cal}))

@@ -23,7 +23,8 @@ CONDITIONS = {"clean": [], "jpeg90": [{"op": "jpeg", "params": {"quality": 90}}]
               "resize0.9": [{"op": "resize", "params": {"scale": 0.9}}]}
 
 
-def _perturbed(pictures: Sequence[Image.Image], condition: str) -> list[Image.Image]:
+def perturbed(pictures: Sequence[Image.Image], condition: str) -> list[Image.Image]:
+    """``pictures`` after the perturbation chain of ``condition`` (a key of :data:`CONDITIONS`), decoded again."""
     from vestige.derivatives import apply_chain, get_perturbations
     from vestige.plugins import get_plugin_manager
 
@@ -84,8 +85,8 @@ def evaluate(names: Sequence[str], calibrations: Mapping[str, Any], calibration_
                                "settings": dict(cal.settings), "statistic": cal.threshold.statistic,
                                "calibration": cal.summary(), "conditions": {}}
         for condition in conditions:
-            own = _scores(generator, cal, _perturbed(samples[name], condition))
-            neg = _scores(generator, cal, _perturbed(real, condition))
+            own = _scores(generator, cal, perturbed(samples[name], condition))
+            neg = _scores(generator, cal, perturbed(real, condition))
             cell: dict[str, Any] = {
                 "auroc_vs_real": auroc(np.array(own["score"]), np.array(neg["score"])),
                 "own_rejected": 1 - float(np.mean(own["accepted"])),

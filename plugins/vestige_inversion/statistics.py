@@ -155,10 +155,11 @@ class Threshold:
             own, neg = scored["log-loss"]
             reached = neg <= raw.own_bound
             raise CalibrationRefused(
-                f"{generator} reconstructs images it did not make: {int(reached.sum())} of {len(neg)} negatives "
-                f"({_kinds_phrase(kinds[reached])}) invert as well as its own samples (AUROC of the loss "
-                f"{raw.auroc:.2f}), so its inversion loss cannot verify it; judge it against a reference model "
-                "(docs/inversion.md, 'Models that reconstruct anything')")
+                f"the inversion loss of {generator} does not tell its own samples from others: {int(reached.sum())} of "
+                f"{len(neg)} negatives ({_kinds_phrase(kinds[reached])}) invert as well as its own samples (AUROC "
+                f"{raw.auroc:.2f}, median own loss {float(np.exp(np.median(own))):.2g}); either it reconstructs images "
+                "it did not make and must be judged against a reference model (docs/inversion.md, 'Models that "
+                "reconstruct anything'), or its own samples do not invert: raise --steps or --restarts")
         best = max(separations.values(), key=lambda sep: (round(sep.auroc, 6), sep.gap, sep.statistic == "log-loss"))
         own, neg = scored[best.statistic]
         if best.gap <= 0:
