@@ -122,14 +122,15 @@ def calibrate_command(state: State, generator: str, n: int, n_real: int | None, 
 def ship_command(files: tuple[Path, ...]) -> None:
     """Maintainers: merge calibration files (`calibrate --out`) into the calibration set the plugin ships."""
     from vestige.training import ArtifactFile
-    from vestige_inversion.calibration import ship, shipped_set, unpack_set
+    from vestige_inversion.calibration import Calibration, ship, shipped_set, unpack_set
 
     current = shipped_set()
     calibrations = unpack_set(current) if current is not None else {}
     for path in files:
         calibrations.update(unpack_set(ArtifactFile.from_bytes(path.read_bytes(), name=str(path))))
     written = ship(calibrations)
-    echo_json({"file": str(written), "generators": sorted(calibrations)})
+    echo_json({"file": str(written), "generators": sorted(k for k, v in calibrations.items() if isinstance(v, Calibration)),
+               "dropped_first_format": sorted(k for k, v in calibrations.items() if not isinstance(v, Calibration))})
 
 
 @inversion.command("bench")

@@ -74,7 +74,7 @@ def list_command(state: State, as_json: bool) -> None:
         cal = r["calibration"]
         shown = cal["state"]
         if cal["state"] == "calibrated":
-            shown = (f"calibrated: own {100 * cal['own_accept']:.0f} % / negatives {100 * cal['false_accept']:.0f} % "
+            shown = (f"calibrated: own {100 * cal['own_accept']:.0f} % / negatives {100 * cal['false_accept']:.1f} % "
                      f"accepted (n {cal['n']} + {cal['n_negatives']}, {cal['steps']} steps × {cal['restarts']})")
         if not cal["candidate_by_default"]:
             shown += "; opt-in"
