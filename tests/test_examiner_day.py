@@ -102,6 +102,20 @@ def test_a_queued_analysis_without_a_worker_says_so_with_progress_per_detector(b
     assert row["waiting"] is None  # a command runs it itself
 
 
+def test_the_inversion_verifier_is_sent_to_a_gpu_worker_when_one_is_live_and_to_the_cpu_otherwise(lab, workspace):
+    def queues(analysis_id: int) -> set[str]:
+        with workspace.db.session() as session:
+            return set(session.execute(sa.select(AnalysisTask.queue).where(
+                AnalysisTask.analysis_id == analysis_id, AnalysisTask.detector == "inversion")).scalars())
+
+    with workspace.db.session() as session:
+        session.add(WorkerHeartbeat(nodename="cpu-host", pid=1, queues=["cpu"], beat_at=utcnow()))
+    assert queues(queue_analysis(workspace, ["inversion"])) == {"cpu"}
+    with workspace.db.session() as session:
+        session.add(WorkerHeartbeat(nodename="gpu-host", pid=2, queues=["gpu"], beat_at=utcnow()))
+    assert queues(queue_analysis(workspace, ["inversion"])) == {"gpu"}
+
+
 def test_verdicts_names_a_newer_unfinished_analysis_instead_of_hiding_it(vestige, lab, workspace):
     first = queue_analysis(workspace, ["metadata"])
     run_in_process(workspace, first)

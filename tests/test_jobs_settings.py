@@ -29,6 +29,37 @@ def test_detectors_are_routed_by_device_through_task_names(tmp_path, device, que
     assert app.amqp.router.route({}, task_name)["queue"].name == queue
 
 
+@pytest.mark.parametrize("device, served, queue", [
+    ("gpu", set(), "gpu"),             # no live worker known: the preferred queue (a default worker serves both)
+    ("gpu", {"gpu", "cpu"}, "gpu"),
+    ("gpu", {"gpu"}, "gpu"),
+    ("gpu", {"cpu"}, "cpu"),           # workers are running, none on the gpu queue: run on the CPU, don't wait
+    ("cpu", {"gpu", "cpu"}, "cpu"),
+    ("cpu", {"gpu"}, "cpu"),
+])
+def test_a_detector_that_prefers_a_gpu_goes_to_a_gpu_worker_only_when_one_is_live(device, served, queue):
+    assert queue_for_device(device, served) == queue
+
+
+@pytest.mark.parametrize("declared, cuda, loaded_on", [("gpu", True, "cuda"), ("gpu", False, "cpu"),
+                                                       ("cpu", True, "cpu"), ("cpu", False, "cpu")])
+def test_a_process_loads_a_gpu_detector_on_cuda_only_when_torch_sees_a_gpu(monkeypatch, declared, cuda, loaded_on):
+    torch = pytest.importorskip("torch")
+    from vestige.detect import device_for
+    from vestige_inversion.detector import InversionDetector
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    detector = InversionDetector()
+    monkeypatch.setattr(detector, "device", declared)
+    assert device_for(detector) == loaded_on
+
+
+def test_the_inversion_verifier_declares_that_it_prefers_a_gpu():
+    from vestige_inversion.detector import InversionDetector
+
+    assert InversionDetector.device == "gpu"
+
+
 def test_embedded_default_needs_no_server_and_keeps_its_own_wal_file(tmp_path):
     settings = celery_settings(config_for(tmp_path))
     assert settings["broker_url"] == f"sqlite:///{tmp_path / 'data' / 'broker.db'}"

@@ -236,7 +236,7 @@ def test_a_candidate_weights_folder_is_listed_sampled_and_judged_like_the_shippe
         fh.seek(-1, 2)
         fh.write(b"\x01" if fh.read(1) != b"\x01" else b"\x02")
     result = vestige(f"zoo sample dcgan-s0 --n 1 --out {tmp_path / 's'} --weights {candidate}")
-    assert result.exit_code != 0 and "does not match its manifest" in result.stderr
+    assert result.exit_code != 0 and "does not match its recorded SHA-256" in result.stderr
 
 
 @needs_cifar

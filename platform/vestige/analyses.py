@@ -24,6 +24,7 @@ from vestige.cases import require_open
 from vestige.custody import record_event
 from vestige.db.models import Analysis, AnalysisTask, Case, Image, utcnow
 from vestige.errors import InvalidInputError, NotFoundError
+from vestige.jobs.recovery import live_queues
 from vestige.jobs.settings import queue_for_device
 from vestige.merge import merge_verdicts
 from vestige.plugin import Detector
@@ -83,10 +84,11 @@ def request_analysis(workspace: Workspace, session: Session, case: Case, detecto
     session.add(analysis)
     session.flush()
     size = workspace.config.jobs.images_per_task
+    served = live_queues(session, workspace.config)
     for detector in detectors:
         for chunk, start in enumerate(range(0, len(image_ids), size)):
             session.add(AnalysisTask(analysis_id=analysis.id, detector=detector.name, chunk=chunk,
-                                     image_ids=image_ids[start:start + size], queue=queue_for_device(detector.device)))
+                                     image_ids=image_ids[start:start + size], queue=queue_for_device(detector.device, served)))
     record_event(session, case, actor=actor, action="analysis.requested", details={
         "analysis_id": analysis.id, "detectors": analysis.detectors, "images": len(originals),
         "derived_images": len(image_ids) - len(originals), "robustness": robustness,

@@ -137,7 +137,20 @@ class FileResult:
             yield {"file": self.file, "error": self.error}
             return
         for finding in self.findings:
-            yield {"file": self.file, **finding.to_dict()}
+            # The only field that differs between re-runs: the detector's wall-clock time per image.
+            runtime = None if finding.runtime_ms is None else round(finding.runtime_ms, 3)
+            yield {"file": self.file, **finding.to_dict(), "runtime_ms": runtime}
+
+
+def device_for(detector: Detector) -> str:
+    """``cuda`` for a detector that prefers a GPU (``device = "gpu"``) when this process has one, else ``cpu``."""
+    if detector.device != "gpu":
+        return "cpu"
+    try:
+        import torch
+    except ImportError:
+        return "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def detect_files(paths: Sequence[Path], detectors: Sequence[Detector], limits: ImageLimits, *,
@@ -172,7 +185,7 @@ def detect_files(paths: Sequence[Path], detectors: Sequence[Detector], limits: I
             results.append(FileResult(str(path), [], error=str(exc)))
     for detector in detectors:
         if inputs:
-            detector.load("cpu")
+            detector.load(device_for(detector))
         for position, finding in zip(positions, run_detector(detector, inputs)):
             results[position].findings.append(finding)
     return results

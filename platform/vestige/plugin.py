@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vestige.errors import VestigeError
 from vestige.hookspecs import hookimpl
+from vestige.weightfiles import WeightsMismatchError, file_sha256, load_verified
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,8 +42,12 @@ __all__ = [
     "Picture",
     "ReportSection",
     "VestigeError",
+    "WeightsMismatchError",
+    "file_sha256",
     "hookimpl",
     "load_configuration",
+    "load_verified",
+    "reference_photographs",
     "outcome_of",
     "reason_of",
 ]
@@ -199,7 +204,9 @@ class Detector(ABC):
     kind: ClassVar[str]
     #: One-line description for ``vestige plugins``.
     description: ClassVar[str] = ""
-    #: ``cpu`` or ``gpu``: which worker queue runs it.
+    #: ``cpu``: runs on the CPU. ``gpu``: prefers a GPU and runs on the CPU too: analyses send it to the ``gpu``
+    #: queue while a live worker consumes it (else to ``cpu``), and a process loads it with ``load("cuda")``
+    #: when torch sees a GPU, ``load("cpu")`` otherwise (``vestige.detect.device_for``).
     device: ClassVar[str] = "cpu"
     batch_size: ClassVar[int] = 32
     #: ``False`` for a detector too costly to run unless it is named (``--detector``),
@@ -275,6 +282,17 @@ class ReportSection:
     title: str
     html: str
     data: Mapping[str, Any] = field(default_factory=dict)
+
+
+def reference_photographs() -> dict[str, PILImage.Image]:
+    """The photographs scikit-image bundles (name -> RGB picture), real images for a plugin's negatives;
+    empty when scikit-image is not installed (it comes with the ``dev`` extra)."""
+    try:
+        from vestige.openworld import package_photographs
+
+        return package_photographs()
+    except ImportError:
+        return {}
 
 
 def load_configuration() -> Config:

@@ -29,7 +29,9 @@ def vestige_detectors() -> list[Detector]:
 
 @hookimpl
 def vestige_commands(cli) -> None:
-    """Add ``vestige inversion``."""
+    """Add ``vestige inversion`` and ``vestige generators``."""
     from vestige_inversion.commands import inversion
+    from vestige_inversion.generator_commands import generators
 
     cli.add_command(inversion)
+    cli.add_command(generators)

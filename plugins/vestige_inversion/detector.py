@@ -13,9 +13,7 @@ from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, Trai
 
 #: Environment settings (the configuration file has no place for plugin settings).
 ENV_GENERATORS = "VESTIGE_INVERSION_GENERATORS"
-ENV_ALPHA = "VESTIGE_INVERSION_ALPHA"
 ENV_MAX_SECONDS = "VESTIGE_INVERSION_MAX_SECONDS"
-DEFAULT_ALPHA = 0.01
 #: Wall-clock budget per generator per batch; a run that hits it stops early (and says so).
 DEFAULT_MAX_SECONDS = 300.0
 #: Families whose inversion is too slow on a CPU to run unless named in ``VESTIGE_INVERSION_GENERATORS``.
@@ -45,7 +43,8 @@ class InversionDetector(TrainableDetector):
     version = "1.0.0"
     kind = "verification"
     description = "Verification by inversion: optimises each registered generator's input to rebuild the image (RONAN)."
-    device = "cpu"
+    # A GPU when the worker (or `vestige detect`) has one; batched inversion is hundreds of times cheaper there.
+    device = "gpu"
     batch_size = 64
     # Seconds of CPU per image per generator: only when asked for (`--detector inversion`).
     runs_by_default = False
@@ -58,7 +57,6 @@ class InversionDetector(TrainableDetector):
         self._loaded: dict[str, Any] = {}
         self._skipped: dict[str, str] = {}
         self._device = "cpu"
-        self.alpha = DEFAULT_ALPHA
         self.max_seconds = DEFAULT_MAX_SECONDS
 
     # -- artifacts --------------------------------------------------------------------
@@ -85,11 +83,12 @@ class InversionDetector(TrainableDetector):
     def load(self, device: str = "cpu") -> None:
         import torch
 
+        from vestige_inversion.calibration import Calibration
         from vestige_inversion.generators import LoadedGenerator, generator_specs
 
-        self.alpha = env_float(ENV_ALPHA, DEFAULT_ALPHA)
-        if not 0 < self.alpha < 1:
-            raise InversionSettingsError(f"{ENV_ALPHA} must lie between 0 and 1, not {self.alpha}")
+        if os.environ.get("VESTIGE_INVERSION_ALPHA", "").strip():
+            raise InversionSettingsError("VESTIGE_INVERSION_ALPHA is no longer read: each calibration sets and stores its "
+                                         "own threshold (`vestige inversion calibrate --false-accept`); unset it")
         self.max_seconds = env_float(ENV_MAX_SECONDS, DEFAULT_MAX_SECONDS)
         self._device = "cuda" if device in ("gpu", "cuda") and torch.cuda.is_available() else "cpu"
         specs = generator_specs()
@@ -109,6 +108,9 @@ class InversionDetector(TrainableDetector):
             cal = calibrations.get(name)
             if cal is None:
                 self._skipped[name] = f"not calibrated in model artifact {artifact.sha256[:12]}…: `vestige inversion calibrate {name}`"
+            elif not isinstance(cal, Calibration):
+                self._skipped[name] = ("calibrated in the first format, without negatives, which is not safe to use: "
+                                       f"`vestige inversion calibrate {name}`")
             elif cal.weights_sha256 != specs[name].weights_sha256:
                 self._skipped[name] = "calibrated with other weights than the registered ones: recalibrate it"
             else:
@@ -136,29 +138,41 @@ class InversionDetector(TrainableDetector):
             comps = complexity(targets.numpy())
             pictures[name] = (targets, result.reconstruction)
             for i in range(len(batch)):
-                test = cal.fit.test(float(result.loss[i]), float(comps[i]), self.alpha)
+                test = cal.threshold.test(float(result.loss[i]), float(comps[i]))
                 per_image[i][name] = {
-                    "loss": float(result.loss[i]), **test.as_dict(), "statistic": cal.fit.statistic,
+                    "loss": float(result.loss[i]), **test.as_dict(), "statistic": cal.threshold.statistic,
                     "complexity": float(comps[i]), "class": int(result.klass[i]) if result.klass is not None else None,
                     "steps": result.steps, "restarts": settings.restarts, "loss_kind": settings.loss,
                     "seconds": result.seconds / len(batch), "budget_hit": result.budget_hit,
-                    "calibration_sha256": cal.sha256, "calibration_n": cal.fit.n,
+                    "calibration_sha256": cal.sha256, "calibration_n": cal.n,
+                    "calibration_own_accept": cal.threshold.own_accept,
+                    "calibration_false_accept": cal.threshold.false_accept,
                     "weights_sha256": generator.spec.weights_sha256, "generator_version": generator.spec.version,
                 }
         return [self._finding(i, per_image[i], pictures) for i in range(len(batch))]
 
     def _finding(self, i: int, results: dict[str, dict[str, Any]], pictures: dict[str, Any]) -> Finding:
         passing = [n for n, r in results.items() if r["belongs"]]
-        # Among the generators it may belong to, the one whose own samples it resembles most.
-        source = min(passing, key=lambda n: (results[n]["grubbs_g"], n)) if passing else None
-        shown = source or max(results, key=lambda n: (results[n]["p"], n))
+        # Among the generators it may belong to, the one it lies deepest inside the accept region of.
+        source = max(passing, key=lambda n: (results[n]["margin"], n)) if passing else None
+        shown = source or max(results, key=lambda n: (results[n]["margin"], n))
         targets, recon = pictures[shown]
-        evidence = {
-            "alpha": self.alpha, "belongs_to": source, "candidates": results, "skipped": dict(self._skipped),
+        evidence: dict[str, Any] = {
+            "belongs_to": source, "candidates": results, "skipped": dict(self._skipped),
             "calibration_set_sha256": self.model_sha256, "max_seconds": self.max_seconds, "device": self._device,
         }
+        if source:
+            r = results[source]
+            evidence["summary"] = (f"{source} reconstructs it to loss {r['loss']:.3g}, inside the accept region its "
+                                   f"calibration set ({100 * r['calibration_own_accept']:.0f} % of its own samples and "
+                                   f"{100 * r['calibration_false_accept']:.0f} % of its negatives fell inside).")
+        else:
+            evidence["reason"] = (f"none of the {len(results)} candidate generators ({', '.join(sorted(results))}) "
+                                  f"reconstructs it as well as its own samples; not belonging to them says nothing "
+                                  f"about whether it is real.")
         caption = (f"Left: the image at {shown}'s resolution; right: its best reconstruction by {shown} "
-                   f"(loss {results[shown]['loss']:.4g}, p = {results[shown]['p']:.3g}).")
+                   f"(loss {results[shown]['loss']:.4g}, threshold score {results[shown]['threshold']:.3g}, "
+                   f"score {results[shown]['score']:.3g}).")
         return self.finding(
             label="synthetic" if source else "unknown", source=source,
             scores={n: r["p"] for n, r in results.items()}, evidence=evidence, device=self._device,

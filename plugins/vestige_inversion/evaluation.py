@@ -23,7 +23,8 @@ CONDITIONS = {"clean": [], "jpeg90": [{"op": "jpeg", "params": {"quality": 90}}]
               "resize0.9": [{"op": "resize", "params": {"scale": 0.9}}]}
 
 
-def _perturbed(pictures: Sequence[Image.Image], condition: str) -> list[Image.Image]:
+def perturbed(pictures: Sequence[Image.Image], condition: str) -> list[Image.Image]:
+    """``pictures`` after the perturbation chain of ``condition`` (a key of :data:`CONDITIONS`), decoded again."""
     from vestige.derivatives import apply_chain, get_perturbations
     from vestige.plugins import get_plugin_manager
 
@@ -47,10 +48,9 @@ def _real_pictures(data: Path, n: int) -> list[Image.Image]:
     return [Image.fromarray(split.images[i].transpose(1, 2, 0)) for i in index]
 
 
-def _scores(generator: LoadedGenerator, cal: Any, pictures: Sequence[Image.Image], alpha: float,
-            batch: int = 64) -> dict[str, Any]:
+def _scores(generator: LoadedGenerator, cal: Any, pictures: Sequence[Image.Image], batch: int = 64) -> dict[str, Any]:
     settings = Settings(**cal.settings)
-    losses, ps, scores, seconds = [], [], [], 0.0
+    losses, accepted, scores, seconds = [], [], [], 0.0
     for start in range(0, len(pictures), batch):
         targets = generator.targets(pictures[start:start + batch])
         result = invert(generator.module, generator.spec.input_spec, targets, settings, encoder=generator.encoder,
@@ -58,15 +58,15 @@ def _scores(generator: LoadedGenerator, cal: Any, pictures: Sequence[Image.Image
         seconds += result.seconds
         comps = complexity(targets.numpy())
         for loss, comp in zip(result.loss.tolist(), comps):
-            test = cal.fit.test(loss, float(comp), alpha)
+            test = cal.threshold.test(loss, float(comp))
             losses.append(loss)
-            ps.append(test.p)
+            accepted.append(test.belongs)
             scores.append(test.score)
-    return {"loss": losses, "p": ps, "score": scores, "seconds": seconds}
+    return {"loss": losses, "accepted": accepted, "score": scores, "seconds": seconds}
 
 
 def evaluate(names: Sequence[str], calibrations: Mapping[str, Any], calibration_sha256: str, *, n: int, n_other: int,
-             data: Path, alpha: float, conditions: Sequence[str]) -> dict[str, Any]:
+             data: Path, conditions: Sequence[str]) -> dict[str, Any]:
     """Invert, with each of ``names``, its own held-out samples, real test images and every other zoo model's samples."""
     began = time.perf_counter()
     specs = generator_specs()
@@ -82,14 +82,15 @@ def evaluate(names: Sequence[str], calibrations: Mapping[str, Any], calibration_
         cal = calibrations[name]
         generator = LoadedGenerator.load(specs[name])
         row: dict[str, Any] = {"calibration_sha256": cal.sha256, "weights_sha256": specs[name].weights_sha256,
-                               "settings": dict(cal.settings), "statistic": cal.fit.statistic, "conditions": {}}
+                               "settings": dict(cal.settings), "statistic": cal.threshold.statistic,
+                               "calibration": cal.summary(), "conditions": {}}
         for condition in conditions:
-            own = _scores(generator, cal, _perturbed(samples[name], condition), alpha)
-            neg = _scores(generator, cal, _perturbed(real, condition), alpha)
+            own = _scores(generator, cal, perturbed(samples[name], condition))
+            neg = _scores(generator, cal, perturbed(real, condition))
             cell: dict[str, Any] = {
                 "auroc_vs_real": auroc(np.array(own["score"]), np.array(neg["score"])),
-                "own_rejected": float(np.mean(np.array(own["p"]) < alpha)),
-                "real_accepted": float(np.mean(np.array(neg["p"]) >= alpha)),
+                "own_rejected": 1 - float(np.mean(own["accepted"])),
+                "real_accepted": float(np.mean(neg["accepted"])),
                 "own": own, "real": neg,
             }
             if condition == "clean":
@@ -97,9 +98,9 @@ def evaluate(names: Sequence[str], calibrations: Mapping[str, Any], calibration_
                 for source in sources:
                     if source == name:
                         continue
-                    other = _scores(generator, cal, samples[source], alpha)
+                    other = _scores(generator, cal, samples[source])
                     others[source] = {"auroc": auroc(np.array(own["score"]), np.array(other["score"])),
-                                      "accepted": float(np.mean(np.array(other["p"]) >= alpha)), **other}
+                                      "accepted_rate": float(np.mean(other["accepted"])), **other}
                 cell["others"] = others
                 every = np.concatenate([np.array(o["score"]) for o in others.values()]) if others else np.array([])
                 cell["auroc_vs_other_models"] = auroc(np.array(own["score"]), every)
@@ -111,7 +112,7 @@ def evaluate(names: Sequence[str], calibrations: Mapping[str, Any], calibration_
                     for c in row["conditions"].values())
         row["seconds_per_image"] = total / max(count, 1)
         rows[name] = row
-    return {"n": n, "n_other": n_other, "alpha": alpha, "conditions": list(conditions), "sources": sources,
+    return {"n": n, "n_other": n_other, "conditions": list(conditions), "sources": sources,
             "calibration_set_sha256": calibration_sha256, "minutes": (time.perf_counter() - began) / 60,
             "threads": torch.get_num_threads(), "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "generators": rows}
@@ -121,10 +122,10 @@ def markdown(result: Mapping[str, Any]) -> str:
     """The AUROC / error-rate table of :func:`evaluate`."""
     conds = [c for c in result["conditions"] if c != "clean"]
     head = ["generator", "AUROC vs real", "AUROC vs other models (all)", "worst AUROC vs one model",
-            "own rejected at α", "real accepted at α",
-            *[f"{c}: AUROC vs real / own rejected" for c in conds], "s / image"]
+            "own accepted", "real accepted", "other models' samples accepted",
+            *[f"{c}: AUROC vs real / own accepted / real accepted" for c in conds], "s / image"]
     lines = [f"n = {result['n']} own held-out samples and {result['n']} CIFAR-10 test images per generator, "
-             f"{result['n_other']} samples of each other zoo model; α = {result['alpha']}; "
+             f"{result['n_other']} samples of each other zoo model; calibrated thresholds; "
              f"calibration set `{result['calibration_set_sha256'][:12]}`; {result['minutes']:.1f} min, "
              f"{result['threads']} thread(s), {result['date']}.", "",
              "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
@@ -134,14 +135,22 @@ def markdown(result: Mapping[str, Any]) -> str:
         cells = [f"`{name}`", f"{clean.get('auroc_vs_real', float('nan')):.3f}",
                  f"{clean.get('auroc_vs_other_models', float('nan')):.3f}",
                  f"{worst[1]['auroc']:.3f} (`{worst[0]}`)" if worst[0] else "–",
-                 f"{100 * clean.get('own_rejected', float('nan')):.0f} %",
-                 f"{100 * clean.get('real_accepted', float('nan')):.0f} %"]
+                 f"{100 * (1 - clean.get('own_rejected', float('nan'))):.0f} %",
+                 f"{100 * clean.get('real_accepted', float('nan')):.0f} %", _others_accepted(clean)]
         for c in conds:
             cell = row["conditions"][c]
-            cells.append(f"{cell['auroc_vs_real']:.3f} / {100 * cell['own_rejected']:.0f} %")
+            cells.append(f"{cell['auroc_vs_real']:.3f} / {100 * (1 - cell['own_rejected']):.0f} % / "
+                         f"{100 * cell['real_accepted']:.0f} %")
         cells.append(f"{row['seconds_per_image']:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _others_accepted(clean: Mapping[str, Any]) -> str:
+    others = clean.get("others", {})
+    accepted = sum(sum(o["accepted"]) for o in others.values())
+    total = sum(len(o["accepted"]) for o in others.values())
+    return f"{accepted} of {total}" if total else "–"
 
 
 def bench(names: Sequence[str], *, steps: int, batches: Sequence[int], device: str | None = None) -> dict[str, Any]:

@@ -15,17 +15,23 @@ from vestige.plugin import GeneratorSpec
 from vestige_inversion.optimise import draw_latents, run_generator
 
 
-def generator_specs() -> dict[str, GeneratorSpec]:
-    """Every generator the installed (allowed) plugins register through ``vestige_generators``, by name."""
+def registered_generators() -> dict[str, tuple[str, GeneratorSpec]]:
+    """Every generator the installed (allowed) plugins register through ``vestige_generators``, by name, with
+    the name of the plugin that registers it (the first one, when two register the same name)."""
     from vestige.plugin import load_configuration
     from vestige.plugins import get_plugin_manager
 
     pm = get_plugin_manager(load_configuration().plugins.allow)
-    found: dict[str, GeneratorSpec] = {}
-    for provided in pm.hook.vestige_generators():
-        for spec in provided or []:
-            found.setdefault(spec.name, spec)
+    found: dict[str, tuple[str, GeneratorSpec]] = {}
+    for impl in reversed(pm.hook.vestige_generators.get_hookimpls()):  # pluggy lists the last registered first
+        for spec in impl.function() or []:
+            found.setdefault(spec.name, (str(pm.get_name(impl.plugin)), spec))
     return found
+
+
+def generator_specs() -> dict[str, GeneratorSpec]:
+    """Every generator the installed (allowed) plugins register through ``vestige_generators``, by name."""
+    return {name: spec for name, (_, spec) in registered_generators().items()}
 
 
 def get_spec(name: str, specs: dict[str, GeneratorSpec] | None = None) -> GeneratorSpec:

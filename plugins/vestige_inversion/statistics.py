@@ -1,40 +1,55 @@
-"""The belonging statistics: image complexity, the calibration fit, and the outlier test.
+"""The belonging statistics: image complexity, the calibration threshold, and the test of one image.
 
-A generator's calibration is the inversion loss of N of its own samples. The
-score of an image is ``log(loss)`` or, when it makes the calibration sample
-tighter, ``log(loss / complexity)``; log-losses are close to normal, so the
-calibration is summarised by their mean and standard deviation.
+A generator's calibration inverts N of its own samples and M *negatives*
+(real photographs, other registered generators' samples at its size). The
+score of an image is ``log(loss)`` or ``log(loss / complexity)``; the
+calibration keeps whichever separates its own samples from its negatives
+better (AUROC, then the gap), and records both.
 
-A new image is tested as a potential outlier of that sample, one-sided (only
-a loss that is too *high* argues against belonging):
+The threshold is empirical, so that one own sample the optimiser failed to
+invert moves it by at most one rank (a fitted normal let such a sample widen
+the accept region until it took in real images):
 
-- ``p``: the exact one-sided p-value for one new observation from the same
-  normal population, ``T = (x - mean) / (sd * sqrt(1 + 1/n))`` with ``n - 1``
-  degrees of freedom (the prediction-interval form of the test). The verdict
-  uses it: the image belongs at level ``alpha`` when ``p >= alpha``.
-- ``G = (x - mean) / sd`` and the Grubbs critical value for ``n + 1`` points at
-  ``alpha``: whether the new image would be flagged as the outlier of the
-  calibration sample plus itself. Reported next to ``p``; it is stricter,
-  because it allows for any of the ``n + 1`` points being the outlier.
+- ``a``: the smallest own score at or above which ``own_quantile`` of the own
+  scores lie (so at least that share is accepted; with N = 200 and 0.95, ten
+  own samples the optimiser failed to invert do not move it);
+- ``b``: the smallest negative score with at least ``false_accept`` of the
+  negatives at or below it (with fewer than 1 / ``false_accept`` negatives,
+  the lowest one), so fewer than that share lies below the threshold;
+- accept when ``score <= a + gap * (b - a)`` (``gap`` 0.5: halfway between, in
+  log-loss).
 
-numpy and scipy only: no torch here.
+If ``a >= b`` the accept region that keeps ``own_quantile`` of the own
+samples reaches the negatives, and the calibration is refused. When the
+negatives invert about as well as the own samples (AUROC below
+``RECONSTRUCTS_ANYTHING_AUROC``), the generator reconstructs images it did
+not make (an auto-encoder, a very expressive decoder) and the refusal says so.
+
+numpy only: no torch here.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from vestige.errors import InvalidInputError
+
 #: Keeps ``log`` finite for a perfect reconstruction (loss 0 after quantisation).
 LOSS_FLOOR = 1e-8
-#: Smallest standard deviation of a calibration's scores. The generator's own samples mostly reach the floor
-#: that 8-bit quantisation sets (MSE ≈ 5e-6), so their log-losses can agree to a few hundredths, and an image
-#: inverted a little less far would then be an "outlier" for no forensic reason: spreads below a factor of
-#: e^0.5 in loss are treated as that factor.
-MIN_SD = 0.5
 STATISTICS = ("log-loss", "log-loss-per-complexity")
+OWN_QUANTILE = 0.95
+FALSE_ACCEPT = 0.01
+GAP = 0.5
+#: Below this AUROC (own samples against negatives) a generator "reconstructs anything".
+RECONSTRUCTS_ANYTHING_AUROC = 0.9
+
+
+class CalibrationRefused(InvalidInputError):
+    """A calibration whose accept region reaches its negatives."""
 
 
 def complexity(images: np.ndarray) -> np.ndarray:
@@ -55,65 +70,6 @@ def score(losses: np.ndarray, complexities: np.ndarray, statistic: str) -> np.nd
     raise ValueError(f"unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}")
 
 
-@dataclass(frozen=True)
-class Fit:
-    """The normal fit of a calibration sample's scores."""
-
-    statistic: str
-    n: int
-    mean: float
-    sd: float
-
-    @classmethod
-    def of(cls, losses: np.ndarray, complexities: np.ndarray, statistic: str | None = None) -> Fit:
-        """Fit ``statistic``, or the one whose calibration scores spread least (normalising only when it helps;
-        the raw log-loss on a tie)."""
-        if len(losses) < 3:
-            raise ValueError("a calibration needs at least 3 samples")
-        fits = [cls._fit(losses, complexities, s) for s in ((statistic,) if statistic else STATISTICS)]
-        return min(fits, key=lambda f: f.sd)
-
-    @classmethod
-    def _fit(cls, losses: np.ndarray, complexities: np.ndarray, statistic: str) -> Fit:
-        values = score(losses, complexities, statistic)
-        return cls(statistic, len(values), float(values.mean()), float(max(values.std(ddof=1), MIN_SD)))
-
-    def test(self, loss: float, image_complexity: float, alpha: float) -> Test:
-        """The one-sided outlier test of one new image's loss."""
-        from scipy import stats
-
-        x = float(score(np.array([loss]), np.array([image_complexity]), self.statistic)[0])
-        g = (x - self.mean) / self.sd
-        t = g / math.sqrt(1 + 1 / self.n)
-        p = float(stats.t.sf(t, self.n - 1))
-        return Test(score=x, p=p, grubbs_g=g, grubbs_critical=grubbs_critical(self.n + 1, alpha), belongs=p >= alpha)
-
-
-@dataclass(frozen=True)
-class Test:
-    """The outcome for one image: its score, the p-value, Grubbs' G and critical value, the verdict."""
-
-    score: float
-    p: float
-    grubbs_g: float
-    grubbs_critical: float
-    belongs: bool
-
-    def as_dict(self) -> dict[str, float | bool]:
-        return {"score": self.score, "p": self.p, "grubbs_g": self.grubbs_g,
-                "grubbs_critical": self.grubbs_critical, "grubbs_outlier": self.grubbs_g > self.grubbs_critical,
-                "belongs": self.belongs}
-
-
-def grubbs_critical(n_points: int, alpha: float) -> float:
-    """One-sided Grubbs critical value for the largest of ``n_points`` normal observations at level ``alpha``."""
-    from scipy import stats
-
-    n = n_points
-    t = float(stats.t.isf(alpha / n, n - 2))
-    return (n - 1) / math.sqrt(n) * math.sqrt(t * t / (n - 2 + t * t))
-
-
 def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
     """P(positive score > negative score), ties counting half: how well higher scores flag the positives."""
     neg = np.asarray(negatives, dtype=np.float64)
@@ -123,3 +79,120 @@ def auroc(negatives: np.ndarray, positives: np.ndarray) -> float:
     greater = (pos[:, None] > neg[None, :]).sum()
     ties = (pos[:, None] == neg[None, :]).sum()
     return float((greater + 0.5 * ties) / (len(pos) * len(neg)))
+
+
+@dataclass(frozen=True)
+class Separation:
+    """How one statistic separates own samples from negatives: AUROC, the two quantiles and their gap."""
+
+    statistic: str
+    auroc: float
+    own_bound: float       # a: the own_quantile quantile of the own scores
+    negative_bound: float  # b: the false_accept quantile of the negatives' scores
+
+    @property
+    def gap(self) -> float:
+        return self.negative_bound - self.own_bound
+
+    @classmethod
+    def of(cls, own: np.ndarray, negatives: np.ndarray, statistic: str, own_quantile: float,
+           false_accept: float) -> Separation:
+        return cls(statistic, auroc(own, negatives),
+                   float(np.quantile(own, own_quantile, method="inverted_cdf")),
+                   float(np.quantile(negatives, false_accept, method="inverted_cdf")))
+
+
+@dataclass(frozen=True)
+class Test:
+    """The outcome for one image: its score, the threshold, the fraction of own samples scoring as high, the verdict."""
+
+    score: float
+    threshold: float
+    p: float
+    belongs: bool
+
+    def as_dict(self) -> dict[str, float | bool]:
+        return {"score": self.score, "threshold": self.threshold, "margin": self.threshold - self.score,
+                "p": self.p, "belongs": self.belongs}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """A calibration's decision rule, and what it was measured to do on the calibration's own samples and negatives."""
+
+    statistic: str
+    value: float
+    own_scores: np.ndarray = field(repr=False, compare=False)
+    own_accept: float
+    false_accept: float
+    false_accept_by_kind: Mapping[str, float]
+    separations: Mapping[str, Mapping[str, float]]
+    own_quantile: float = OWN_QUANTILE
+    target_false_accept: float = FALSE_ACCEPT
+    gap: float = GAP
+
+    @classmethod
+    def choose(cls, own_losses: np.ndarray, own_complexity: np.ndarray, neg_losses: np.ndarray,
+               neg_complexity: np.ndarray, neg_kinds: np.ndarray, *, generator: str = "the generator",
+               own_quantile: float = OWN_QUANTILE, false_accept: float = FALSE_ACCEPT, gap: float = GAP,
+               statistic: str | None = None) -> Threshold:
+        """The threshold for these calibration losses, or :class:`CalibrationRefused` saying why there is none.
+
+        ``neg_kinds`` names each negative's kind (``real`` or the generator that made it).
+        """
+        if len(own_losses) < 3:
+            raise CalibrationRefused("a calibration needs at least 3 own samples; raise --n")
+        if len(neg_losses) < 1:
+            raise CalibrationRefused("a calibration needs negatives (real photographs or other generators' samples); "
+                                     "give --negatives DIR")
+        scored = {s: (score(own_losses, own_complexity, s), score(neg_losses, neg_complexity, s))
+                  for s in ((statistic,) if statistic else STATISTICS)}
+        separations = {s: Separation.of(o, n, s, own_quantile, false_accept) for s, (o, n) in scored.items()}
+        kinds = np.asarray(neg_kinds).astype(str)
+        raw = separations.get("log-loss")
+        if raw is not None and raw.auroc < RECONSTRUCTS_ANYTHING_AUROC:
+            # Judged on the loss alone: at the loss floor, dividing by complexity would rank images by their detail.
+            own, neg = scored["log-loss"]
+            reached = neg <= raw.own_bound
+            raise CalibrationRefused(
+                f"the inversion loss of {generator} does not tell its own samples from others: {int(reached.sum())} of "
+                f"{len(neg)} negatives ({_kinds_phrase(kinds[reached])}) invert as well as its own samples (AUROC "
+                f"{raw.auroc:.2f}, median own loss {float(np.exp(np.median(own))):.2g}); either it reconstructs images "
+                "it did not make and must be judged against a reference model (docs/inversion.md, 'Models that "
+                "reconstruct anything'), or its own samples do not invert: raise --steps or --restarts")
+        best = max(separations.values(), key=lambda sep: (round(sep.auroc, 6), sep.gap, sep.statistic == "log-loss"))
+        own, neg = scored[best.statistic]
+        if best.gap <= 0:
+            reached = int((neg <= best.own_bound).sum())
+            raise CalibrationRefused(
+                f"the accept region of {generator} reaches its negatives: keeping {100 * own_quantile:.0f} % of its own "
+                f"samples would accept {reached} of {len(neg)} negatives ({_kinds_phrase(kinds[neg <= best.own_bound])}); "
+                "invert harder (--steps, --restarts) or check that its own samples invert")
+        value = best.own_bound + gap * best.gap
+        by_kind = {str(k): float(np.mean(neg[kinds == k] <= value)) for k in sorted(set(kinds))}
+        return cls(best.statistic, float(value), own, float(np.mean(own <= value)), float(np.mean(neg <= value)),
+                   by_kind, {s: {"auroc": sep.auroc, "own_bound": sep.own_bound, "negative_bound": sep.negative_bound,
+                                 "gap": sep.gap} for s, sep in separations.items()},
+                   own_quantile, false_accept, gap)
+
+    def test(self, loss: float, image_complexity: float) -> Test:
+        """Whether one new image's loss falls in the accept region; ``p``: the fraction of own samples (plus
+        this one) that scored at least as high."""
+        x = float(score(np.array([loss]), np.array([image_complexity]), self.statistic)[0])
+        p = (1 + int((self.own_scores >= x).sum())) / (len(self.own_scores) + 1)
+        return Test(score=x, threshold=self.value, p=p, belongs=x <= self.value)
+
+    def header(self) -> dict[str, Any]:
+        """What the artifact's header records (the own scores are recomputed from the stored losses)."""
+        return {"statistic": self.statistic, "threshold": self.value, "own_accept": self.own_accept,
+                "false_accept": self.false_accept, "false_accept_by_kind": dict(self.false_accept_by_kind),
+                "separations": {k: dict(v) for k, v in self.separations.items()}, "own_quantile": self.own_quantile,
+                "target_false_accept": self.target_false_accept, "gap": self.gap}
+
+
+def _kinds_phrase(kinds: np.ndarray) -> str:
+    real = int((kinds == "real").sum())
+    generators = sorted(set(kinds) - {"real"})
+    parts = [f"{real} real photograph{'s' if real != 1 else ''}"] if real else []
+    parts += [f"{int((kinds == g).sum())} of {g}'s samples" for g in generators]
+    return ", ".join(parts) or "none"

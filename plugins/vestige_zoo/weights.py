@@ -8,24 +8,22 @@ read with ``safetensors`` (no pickle).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vestige.errors import NotFoundError, StoreError
+from vestige.plugin import WeightsMismatchError, file_sha256, load_verified
+
+__all__ = ["WeightsMismatchError", "file_sha256", "read_manifest", "save_state", "save_weights", "ship", "verified_state",
+           "write_manifest"]
 
 if TYPE_CHECKING:
     import torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MANIFEST = "manifest.json"
-
-
-class WeightsMismatchError(StoreError):
-    """A weight file's bytes do not hash to the SHA-256 its manifest records."""
 
 
 @dataclass(frozen=True)
@@ -40,15 +38,6 @@ class WeightsRecord:
 
     def to_dict(self) -> dict[str, Any]:
         return {"file": self.file, "sha256": self.sha256, "size": self.size, "training": self.training}
-
-
-def file_sha256(path: Path) -> str:
-    """The SHA-256 of a file, hex."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_manifest(folder: Path = WEIGHTS_DIR) -> dict[str, WeightsRecord]:
@@ -95,17 +84,7 @@ def save_weights(module: torch.nn.Module, name: str, folder: Path) -> tuple[Path
 
 def verified_state(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
     """Read a safetensors file after checking its SHA-256; floating tensors come back as fp32."""
-    if not path.is_file():
-        raise NotFoundError(f"weight file {path.name} is missing; reinstall vestige or run `vestige zoo train` to rebuild it.")
-    actual = file_sha256(path)
-    if actual != expected_sha256:
-        raise WeightsMismatchError(
-            f"weight file {path.name} does not match its manifest (SHA-256 {actual[:16]}…, expected "
-            f"{expected_sha256[:16]}…); it was modified or damaged, so reinstall vestige to restore it."
-        )
-    from safetensors.torch import load_file  # torch is imported on first load, not with the plugin
-
-    return {k: (v.float() if v.is_floating_point() else v) for k, v in load_file(str(path)).items()}
+    return load_verified(path, expected_sha256, remedy="reinstall vestige (or run `vestige zoo train`) to restore it")
 
 
 def ship(trained_dir: Path, names: list[str] | None = None, folder: Path = WEIGHTS_DIR) -> list[WeightsRecord]:

@@ -92,6 +92,11 @@ def _live(session: Session, config: Config) -> list[Any]:
                            .where(WorkerHeartbeat.beat_at >= _lost_before(config))).all()
 
 
+def live_queues(session: Session, config: Config) -> set[str]:
+    """The queues that live workers (fresh heartbeats) consume; empty when none is running."""
+    return {q for _, queues in _live(session, config) for q in queues}
+
+
 def waiting_reason(session: Session, config: Config, analysis: Analysis) -> str | None:
     """Why an unfinished analysis cannot move, in one sentence, or ``None`` while something can run it.
 

@@ -7,6 +7,7 @@ map task names to queues. Call sites never name a queue.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from kombu import Exchange, Queue
@@ -20,9 +21,17 @@ TASK_BY_DEVICE = {"gpu": "vestige.analysis.run_chunk.gpu", "cpu": "vestige.analy
 DEVICES = tuple(TASK_BY_DEVICE)
 
 
-def queue_for_device(device: str) -> str:
-    """``gpu`` for detectors that prefer a GPU, ``cpu`` for everything else."""
-    return "gpu" if device == "gpu" else "cpu"
+def queue_for_device(device: str, served: Collection[str] = ()) -> str:
+    """The queue for a detector that declares ``device``.
+
+    ``gpu`` (prefers a GPU, runs on the CPU too) goes to the ``gpu`` queue,
+    unless live workers are known (``served``: the queues they consume) and
+    none consumes it: then to ``cpu``, so it runs on the CPU instead of
+    waiting for a GPU worker that is not there. Everything else goes to ``cpu``.
+    """
+    if device != "gpu":
+        return "cpu"
+    return "gpu" if not served or "gpu" in served else "cpu"
 
 
 def uses_embedded_broker(config: Config) -> bool:

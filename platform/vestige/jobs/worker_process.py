@@ -12,21 +12,11 @@ from celery.signals import worker_process_init
 
 from vestige.artifacts import Registry, attach
 from vestige.config import Config
+from vestige.detect import device_for
 from vestige.errors import PluginError
 from vestige.plugin import Detector
 from vestige.plugins import get_detectors, get_plugin_manager
 from vestige.workspace import Workspace
-
-
-def device_for(detector: Detector) -> str:
-    """``cuda`` for a detector that prefers a GPU when one is there, else ``cpu``."""
-    if detector.device != "gpu":
-        return "cpu"
-    try:
-        import torch
-    except ImportError:
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class ProcessState:
