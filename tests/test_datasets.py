@@ -299,3 +299,7 @@ def test_snapshots_refuses_a_lone_generator_a_damaged_snapshot_and_a_clash_of_na
     twin = _zoo_run(tmp_path / "other" / "lone", (5,), seed=4)
     result = vestige("bench", "build", "snapshots", lone, twin, "--out", tmp_path / "d3")
     assert result.exit_code == 1 and "lone-step5" in result.stderr
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "dcgan-s0.json").write_text("{not json")
+    result = vestige("bench", "build", "snapshots", tmp_path / "broken", lone, "--out", tmp_path / "d4")
+    assert result.exit_code == 1 and "cannot be read" in result.stderr and result.stderr.strip().count("\n") == 0

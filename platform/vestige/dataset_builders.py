@@ -260,7 +260,10 @@ def snapshot_sources(runs: Sequence[Path]) -> list[tuple[str, Path]]:
     for run in runs:
         if not run.is_dir():
             raise InvalidInputError(f"{run} is not a folder; give `vestige zoo train --out` folders")
-        records = [json.loads(p.read_text()) for p in sorted(run.glob("*.json"))]
+        try:
+            records = [json.loads(p.read_text()) for p in sorted(run.glob("*.json"))]
+        except (OSError, ValueError) as exc:
+            raise InvalidInputError(f"{run}: a training record cannot be read ({exc})") from None
         steps = [r.get("steps") for r in records if isinstance(r, dict) and r.get("weights")]
         if len(steps) != 1 or not isinstance(steps[0], int):
             raise InvalidInputError(f"{run} is not a finished `vestige zoo train --out` folder (one training record "
