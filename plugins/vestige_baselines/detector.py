@@ -1,9 +1,9 @@
-"""What the four baselines share: training on a :class:`TrainingSet`, the artifact, and findings.
+"""What the baselines share: training on a :class:`TrainingSet`, the artifact, and findings.
 
 A baseline subclass says how it learns (:meth:`BaselineDetector.learn`,
 returning numpy arrays and the hyper-parameters it used) and how those
 arrays score images (:meth:`BaselineDetector.model`, returning a
-:class:`BaselineModel`). This class does the rest the same way for all four:
+:class:`BaselineModel`). This class does the rest the same way for all of them:
 it brings images to the working resolution (:mod:`.preparation`), fits the
 calibration on the validation split (:mod:`.calibration`), packs the
 artifact, and turns raw scores into findings.
