@@ -103,10 +103,25 @@ def log_in_and_open_case(chrome, wait, reference: str, title: str) -> None:
     wait.until(ready.title_contains(reference))
 
 
+def make_report(chrome, wait, fmt: str) -> list[Path]:
+    """From the case page: make a report in ``fmt``, download it, and return the downloaded files of that format."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ready
+    from selenium.webdriver.support.ui import Select
+
+    Select(chrome.find_element(By.NAME, "format")).select_by_value(fmt)
+    chrome.find_element(By.XPATH, "//button[text()='Make report']").click()
+    wait.until(ready.element_to_be_clickable((By.LINK_TEXT, "Download"))).click()
+    deadline = time.monotonic() + 20
+    while not list(chrome.downloads.glob(f"*.{fmt}")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return list(chrome.downloads.glob(f"*.{fmt}"))
+
+
 def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait
 
     shots = Path(os.environ.get("VESTIGE_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
@@ -170,13 +185,7 @@ def test_work_a_case_end_to_end_in_chromium(server, chrome, tmp_path):
     shot("05-image-findings")
 
     chrome.back()
-    Select(chrome.find_element(By.NAME, "format")).select_by_value("json")
-    chrome.find_element(By.XPATH, "//button[text()='Make report']").click()
-    wait.until(ready.element_to_be_clickable((By.LINK_TEXT, "Download"))).click()
-    deadline = time.monotonic() + 20
-    while not list(chrome.downloads.glob("*.json")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    downloaded = list(chrome.downloads.glob("*.json"))
+    downloaded = make_report(chrome, wait, "json")
     assert downloaded and downloaded[0].name.startswith("E2E-2026-0001-report-")
     shot("06-case-with-report")
 
@@ -196,7 +205,7 @@ def test_form_defaults_copies_and_a_web_report_that_fits_in_chromium(server, chr
     """Issue 24: the form's defaults run, copies stay under their originals, the HTML report fits its column."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ready
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait
 
     shots = Path(os.environ.get("VESTIGE_SCREENSHOTS", tmp_path / "screenshots"))
     shots.mkdir(parents=True, exist_ok=True)
@@ -232,13 +241,7 @@ def test_form_defaults_copies_and_a_web_report_that_fits_in_chromium(server, chr
     chrome.save_screenshot(str(shots / "10-case-with-copies.png"))
     chrome.set_window_size(1280, 900)
 
-    Select(chrome.find_element(By.NAME, "format")).select_by_value("html")
-    chrome.find_element(By.XPATH, "//button[text()='Make report']").click()
-    wait.until(ready.element_to_be_clickable((By.LINK_TEXT, "Download"))).click()
-    deadline = time.monotonic() + 20
-    while not list(chrome.downloads.glob("*.html")) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    (report,) = chrome.downloads.glob("*.html")
+    (report,) = make_report(chrome, wait, "html")
     chrome.get(report.as_uri())
     overflow = chrome.execute_script("""
         const body = document.body.getBoundingClientRect();
