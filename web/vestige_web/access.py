@@ -48,13 +48,18 @@ def visible_case_ids(session: Session, user: User) -> set[int] | None:
     return set(session.execute(sa.select(CaseMember.case_id).where(CaseMember.user_id == user.id)).scalars())
 
 
-def _member_role(user: User):  # type: ignore[no-untyped-def]
-    # The user's role on the case in the same query as the case itself: one round trip per check.
-    return (
-        sa.select(CaseMember.role)
-        .where(CaseMember.case_id == Case.id, CaseMember.user_id == user.id)
-        .scalar_subquery()
-    )
+# The user's role on the case in the same query as the case itself: one round trip per check. The
+# statements are built once, the user and the case or image bound per call (a memoised cache key).
+_MEMBER_ROLE = (
+    sa.select(CaseMember.role)
+    .where(CaseMember.case_id == Case.id, CaseMember.user_id == sa.bindparam("user_id"))
+    .scalar_subquery()
+)
+_CASE_AND_ROLE = sa.select(Case, _MEMBER_ROLE).where(Case.reference == sa.bindparam("reference"))
+_IMAGE_AND_ROLE = (
+    sa.select(Image, _MEMBER_ROLE).join(Image.case).options(contains_eager(Image.case))
+    .where(Image.id == sa.bindparam("image_id"))
+)
 
 
 def _visible(user: User, role: str | None) -> bool:
@@ -63,7 +68,7 @@ def _visible(user: User, role: str | None) -> bool:
 
 def find_case(session: Session, user: User, reference: str) -> Case:
     """The case named ``reference`` if ``user`` may see it; otherwise the same 404 as for no case."""
-    row = session.execute(sa.select(Case, _member_role(user)).where(Case.reference == reference)).first()
+    row = session.execute(_CASE_AND_ROLE, {"reference": reference, "user_id": user.id}).first()
     if row is None or not _visible(user, row[1]):
         raise case_not_found(reference)
     return row[0]
@@ -73,10 +78,7 @@ def find_image(session: Session, user: User, image_id: int) -> Image:
     """The image if ``user`` may see its case; otherwise 404."""
     row = None
     if 0 < image_id <= MAX_ID:
-        row = session.execute(
-            sa.select(Image, _member_role(user)).join(Image.case).options(contains_eager(Image.case))
-            .where(Image.id == image_id)
-        ).first()
+        row = session.execute(_IMAGE_AND_ROLE, {"image_id": image_id, "user_id": user.id}).first()
     if row is None or not _visible(user, row[1]):
         raise NotFoundError(f"There is no image {image_id} that you can see.")
     return row[0]
@@ -98,9 +100,7 @@ def require_case_creator(user: User) -> None:
 
 def visible_cases(session: Session, user: User, search: str | None = None) -> list[tuple[Case, int]]:
     """The cases ``user`` may see with their image counts, newest first."""
-    rows = list_cases(session, search=search or None)
-    allowed = visible_case_ids(session, user)
-    return rows if allowed is None else [(case, n) for case, n in rows if case.id in allowed]
+    return list_cases(session, search=search or None, member_id=None if user.role == "admin" else user.id)
 
 
 def visible_case_references(session: Session, user: User, references: set[str]) -> set[str]:

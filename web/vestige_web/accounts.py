@@ -86,13 +86,17 @@ def create_token(session: Session, user: User, *, name: str = "") -> str:
     return token
 
 
+# Built once (a memoised cache key): every API request looks its token up.
+_LIVE_TOKEN = (
+    sa.select(ApiToken, User)
+    .join(User, User.id == ApiToken.user_id)
+    .where(ApiToken.token_hash == sa.bindparam("digest"), ApiToken.revoked_at.is_(None))
+)
+
+
 def user_for_token(session: Session, token: str) -> User | None:
     """The active user a live token belongs to, else None."""
-    row = session.execute(
-        sa.select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == token_digest(token), ApiToken.revoked_at.is_(None))
-    ).first()
+    row = session.execute(_LIVE_TOKEN, {"digest": token_digest(token)}).first()
     if row is None or not row.User.is_active:
         return None
     now = utcnow()

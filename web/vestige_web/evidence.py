@@ -64,19 +64,23 @@ def verdict_dict(v: Verdict, kinds: dict[str, str]) -> dict[str, Any]:
     return {"analysis_id": v.analysis_id, **verdict_as_dict(v), "kind": kinds.get(v.detector, "attribution")}
 
 
+_NEWEST = (
+    sa.select(Verdict.image_id, sa.func.max(Verdict.analysis_id).label("analysis_id"))
+    .where(Verdict.image_id.in_(sa.bindparam("ids", expanding=True))).group_by(Verdict.image_id).subquery()
+)
+# Built once so that SQLAlchemy's cache key is memoised (see vestige.catalog).
+_LATEST_VERDICTS = (
+    sa.select(Verdict).join(_NEWEST, sa.and_(Verdict.image_id == _NEWEST.c.image_id,
+                                             Verdict.analysis_id == _NEWEST.c.analysis_id))
+    .order_by(Verdict.image_id, Verdict.detector)
+)
+
+
 def latest_findings(session: Session, image_ids: list[int], kinds: dict[str, str]) -> dict[int, list[dict[str, Any]]]:
     """Per image, every detector's finding from the most recent analysis that judged it."""
     if not image_ids:
         return {}
-    newest = (
-        sa.select(Verdict.image_id, sa.func.max(Verdict.analysis_id).label("analysis_id"))
-        .where(Verdict.image_id.in_(image_ids)).group_by(Verdict.image_id).subquery()
-    )
-    rows = session.execute(
-        sa.select(Verdict).join(newest, sa.and_(Verdict.image_id == newest.c.image_id,
-                                                Verdict.analysis_id == newest.c.analysis_id))
-        .order_by(Verdict.image_id, Verdict.detector)
-    ).scalars()
+    rows = session.execute(_LATEST_VERDICTS, {"ids": list(image_ids)}).scalars()
     out: dict[int, list[dict[str, Any]]] = {}
     for verdict in rows:
         out.setdefault(verdict.image_id, []).append(verdict_dict(verdict, kinds))
@@ -177,16 +181,19 @@ def image_details(session: Session, user: User, image: Image, pm: VestigePluginM
     return record
 
 
+_FINISHED_SUMMARIES = (
+    sa.select(Analysis.summary).where(Analysis.case_id == sa.bindparam("case_id"), Analysis.finished_at.is_not(None))
+    .order_by(Analysis.id.desc()).limit(sa.bindparam("look_back"))
+)
+
+
 def image_robustness(session: Session, image: Image, *, look_back: int = 10) -> dict[str, Any] | None:
     """How the verdicts on ``image`` held under the robustness probes of the latest analysis that ran them.
 
     The analysis's summary holds it (:func:`vestige.robustness.robustness_summary`): ``probes``, then
     ``merged`` and each detector's ``label`` with ``under`` = probe -> {label, holds}.
     """
-    summaries = session.execute(
-        sa.select(Analysis.summary).where(Analysis.case_id == image.case_id, Analysis.finished_at.is_not(None))
-        .order_by(Analysis.id.desc()).limit(look_back)
-    ).scalars()
+    summaries = session.execute(_FINISHED_SUMMARIES, {"case_id": image.case_id, "look_back": look_back}).scalars()
     for summary in summaries:
         entry = ((summary or {}).get("robustness") or {}).get(str(image.id))
         if entry:
