@@ -159,3 +159,65 @@ def test_concurrent_writers_never_fork_the_chain(workspace):
         report = verify_chain(session, get_case(session, "LAB-RACE"))
     assert report.intact, report.problem
     assert report.events == 1 + 4 * 5
+
+
+def test_group_commit_appends_queued_events_in_one_transaction(workspace):
+    """Events queued while another thread writes go in together: one INSERT for all, the chain intact."""
+    import threading
+
+    from vestige.custody import GroupCommit, NewEvent
+
+    with workspace.db.session() as session:
+        create_case(session, reference="LAB-GROUP", title="group commit", actor="alice")
+    inserts: list[int] = []
+
+    def count_inserts(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("INSERT INTO CUSTODY_EVENTS"):
+            inserts.append(len(parameters) if executemany else 1)
+
+    sa.event.listen(workspace.db.engine, "before_cursor_execute", count_inserts)
+    group = GroupCommit()
+    digests: dict[int, str] = {}
+
+    def viewer(n: int) -> None:
+        session = workspace.db.sessionmaker()
+        try:
+            digests[n] = group.append(session, get_case(session, "LAB-GROUP"), NewEvent(f"viewer{n}", "image.viewed", {"n": n}))
+        finally:
+            session.close()
+
+    group._writer.acquire()  # as if a writer were busy: every viewer queues behind it
+    threads = [threading.Thread(target=viewer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    while len(group._queue) < 8:
+        threading.Event().wait(0.01)
+    group._writer.release()
+    for t in threads:
+        t.join()
+    sa.event.remove(workspace.db.engine, "before_cursor_execute", count_inserts)
+
+    assert inserts == [8]  # one statement carried all eight events
+    with workspace.db.session() as session:
+        case = get_case(session, "LAB-GROUP")
+        report = verify_chain(session, case)
+        events = session.execute(sa.select(CustodyEvent).where(CustodyEvent.case_id == case.id)
+                                 .order_by(CustodyEvent.seq)).scalars().all()
+    assert report.intact and report.events == 9, report.problem
+    assert sorted(digests.values()) == sorted(e.hash for e in events[1:])
+    assert sorted(e.actor for e in events[1:]) == sorted(f"viewer{n}" for n in range(8))
+
+
+def test_group_commit_failure_raises_in_the_waiting_thread_and_writes_nothing(workspace):
+    from vestige.custody import GroupCommit, NewEvent
+
+    from vestige.db.models import Case
+
+    with workspace.db.session() as session:
+        create_case(session, reference="LAB-FAIL", title="group commit", actor="alice")
+    ghost = Case(id=10**6, reference="LAB-GHOST", title="no such row", created_by="alice")  # claiming its head fails
+    with workspace.db.session() as session:
+        with pytest.raises(RuntimeError, match="custody event could not be recorded"):
+            GroupCommit().append(session, ghost, NewEvent("bob", "image.viewed"))
+    with workspace.db.session() as session:
+        assert verify_chain(session, get_case(session, "LAB-FAIL")).events == 1

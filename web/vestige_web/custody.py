@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
-from contextlib import nullcontext
 from typing import Any
 
 from flask import Blueprint, g, render_template, request
 
 from vestige.checkpoints import check_against_checkpoint
-from vestige.custody import list_events, record_event, verify_chain
+from vestige.custody import NewEvent, list_events, verify_chain
 from vestige.errors import VestigeError
 from vestige.db.models import Case
 from vestige_web.access import find_case
@@ -19,7 +17,6 @@ from vestige_web.errors import is_api_request
 from vestige_web.extensions import vestige
 
 bp = Blueprint("custody", __name__)
-_SQLITE_WRITERS = threading.Lock()
 bp.before_request(require_login)
 
 
@@ -31,14 +28,9 @@ def record_view(case: Case, action: str, details: dict[str, Any] | None = None) 
     (``image.exported``, ``report.exported``); the ``via`` detail says
     whether through the pages or the API.
     """
-    session = vestige.session
-    session.commit()  # end this request's reads: the event is written in a transaction of its own
     via = "api" if is_api_request() else "web"
-    # SQLite has one writer at a time; its busy handler makes waiting writers sleep in growing steps, so
-    # threads of one process queue here instead and only processes meet at SQLite's lock.
-    with _SQLITE_WRITERS if session.get_bind().dialect.name == "sqlite" else nullcontext():
-        record_event(session, case, actor=g.user.username, action=action, details={**(details or {}), "via": via})
-        session.commit()
+    event = NewEvent(actor=g.user.username, action=action, details={**(details or {}), "via": via})
+    vestige.custody.append(vestige.session, case, event)
 
 
 def custody_state(case: Case) -> dict[str, Any]:

@@ -6,12 +6,13 @@ like any Flask extension.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
 from vestige.config import Config, load_config
+from vestige.custody import GroupCommit
 from vestige.plugins import VestigePluginManager, get_plugin_manager
 from vestige.workspace import Workspace
 
@@ -20,6 +21,7 @@ from vestige.workspace import Workspace
 class _Bound:
     workspace: Workspace
     pm: VestigePluginManager | None = None
+    custody: GroupCommit = field(default_factory=GroupCommit)
 
 
 class VestigeExtension:
@@ -49,6 +51,11 @@ class VestigeExtension:
         if bound.pm is None:
             bound.pm = get_plugin_manager(bound.workspace.config.plugins.allow)
         return bound.pm
+
+    @property
+    def custody(self) -> GroupCommit:
+        """Where this process's requests append their custody events (several per commit under load)."""
+        return self._bound.custody
 
     @property
     def session(self) -> Session:
