@@ -69,8 +69,10 @@ def _seed(environ: dict[str, str], folder: Path) -> tuple[str, list[int]]:
 def _start_server(environ: dict[str, str], port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, **environ}
     if importlib.util.find_spec("gunicorn") is not None:
+        # The production command of docs/web.md, with a keep-alive long enough for the run.
         command = [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--worker-class", "gthread",
-                   "--threads", "8", "--bind", f"127.0.0.1:{port}", "--keep-alive", "30", "vestige_web:create_app()"]
+                   "--threads", "8", "--reuse-port", "--bind", f"127.0.0.1:{port}", "--keep-alive", "30",
+                   "vestige_web:create_app()"]
     else:
         command = [sys.executable, "-c", "from vestige.cli import main; main()", "serve", "--port", str(port)]
     with log.open("wb") as fh:
@@ -90,9 +92,11 @@ def _start_server(environ: dict[str, str], port: int, workers: int, log: Path) -
 
 def _client_process(port: int, token: str, image_ids: list[int], clients: int, start: float, until: float, seed: int,
                     out: Any) -> None:
-    """Run ``clients`` threads from ``start`` until ``until`` (time.time()); send back (endpoint, seconds, ok) tuples."""
+    """Run ``clients`` threads from ``start`` until ``until`` (time.time()); send back (endpoint, seconds, ok)
+    tuples, failures, and each client's mean latency in ms."""
     results: list[tuple[str, float, bool]] = []
     failures: list[str] = []
+    means: list[float] = []
     lock = threading.Lock()
 
     def client(n: int) -> None:
@@ -124,13 +128,15 @@ def _client_process(port: int, token: str, image_ids: list[int], clients: int, s
         conn.close()
         with lock:
             results.extend(mine)
+            if mine:
+                means.append(1000 * sum(t for _, t, _ in mine) / len(mine))
 
     threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    out.put((results, failures))
+    out.put((results, failures, means))
 
 
 def _warm_up(port: int, token: str, image_ids: list[int], workers: int) -> None:
@@ -192,10 +198,12 @@ def run_web_benchmark(clients: int = 50, seconds: float = 60.0, workers: int = 2
                 proc.start()
             rows: list[tuple[str, float, bool]] = []
             failures: list[str] = []
+            means: list[float] = []
             for _ in procs:
-                got, failed = queue.get(timeout=seconds + 120)
+                got, failed, client_means = queue.get(timeout=seconds + 120)
                 rows.extend(got)
                 failures.extend(failed)
+                means.extend(client_means)
             for proc in procs:
                 proc.join()
         finally:
@@ -208,11 +216,15 @@ def run_web_benchmark(clients: int = 50, seconds: float = 60.0, workers: int = 2
         "benchmark": "web",
         "clients": clients,
         "seconds": seconds,
-        "server": f"{server_kind}, {workers} workers x 8 threads" if server_kind.startswith("gunicorn") else server_kind,
+        "server": (f"{server_kind}, {workers} workers x 8 threads, --reuse-port" if server_kind.startswith("gunicorn")
+                   else server_kind),
         "database": "SQLite (embedded default)",
         "overall": _stats(rows, seconds),
         "case_list": _stats([r for r in rows if r[0] == "case_list"], seconds),
         "image_json": _stats([r for r in rows if r[0] == "image_json"], seconds),
+        # Fairness: a server whose workers hold unequal shares of the keep-alive connections shows here.
+        "client_mean_ms": {"min": round(min(means), 1), "median": round(_percentile(means, 0.5), 1),
+                           "max": round(max(means), 1)} if means else None,
         "first_failures": failures[:5],
         "server_errors": server_errors,
         "machine": _machine(),
