@@ -124,6 +124,15 @@ class ProvenanceSection:
 
 
 @dataclass(frozen=True)
+class LoggingSection:
+    #: Vestige's own log lines from this level up (DEBUG, INFO, WARNING, ERROR); other libraries' from WARNING.
+    #: The command line logs warnings only unless given --verbose.
+    level: str = "INFO"
+    #: ``text`` (one readable line each) or ``json`` (one JSON object per line, for a log collector).
+    format: str = "text"
+
+
+@dataclass(frozen=True)
 class Config:
     vestige: VestigeSection = field(default_factory=VestigeSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
@@ -133,6 +142,7 @@ class Config:
     jobs: JobsSection = field(default_factory=JobsSection)
     web: WebSection = field(default_factory=WebSection)
     provenance: ProvenanceSection = field(default_factory=ProvenanceSection)
+    logging: LoggingSection = field(default_factory=LoggingSection)
     #: The file the values were read from, if any.
     source: str | None = None
 
@@ -157,6 +167,8 @@ _SECTIONS: dict[str, type] = {
 
 _CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("store", "backend"): ("local", "s3"),
+    ("logging", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+    ("logging", "format"): ("text", "json"),
 }
 
 _POSITIVE = {

@@ -17,6 +17,7 @@ wrong and reported; it never stops the run.
 
 from __future__ import annotations
 
+import logging
 import datetime as dt
 import json
 import subprocess
@@ -35,6 +36,8 @@ from vestige.pictures import confusion_png
 from vestige.plugin import Detector, Finding, ImageInput
 from vestige.plugins import VestigePluginManager, format_exception_line, get_plugin_manager
 from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet
+
+log = logging.getLogger(__name__)
 
 __all__ = ["RESULTS_FORMAT", "condition_metrics", "markdown_table", "parse_options", "predicted_source",
            "record_results", "run_benchmark"]
@@ -199,6 +202,7 @@ def _prepare(detector: Detector, out: Path, *, seed: int, device: str, artifact:
                                         progress=lambda line: progress(f"{detector.name}: {line}"))
                 artifact = ArtifactFile.from_bytes(model.data, origin="trained", name=f"{detector.name}'s trained model")
             except Exception as exc:  # a detector that cannot train is reported, the others still run
+                log.warning("%s: training failed", detector.name, exc_info=True)
                 prepared.info["error"] = f"training failed: {format_exception_line(exc)}"
                 prepared.ready = False
                 progress(f"{detector.name}: {prepared.info['error']}")
@@ -224,6 +228,7 @@ def _prepare(detector: Detector, out: Path, *, seed: int, device: str, artifact:
     try:
         detector.load(device)
     except Exception as exc:
+        log.warning("%s: loading failed", detector.name, exc_info=True)
         prepared.info["error"] = f"load failed: {format_exception_line(exc)}"
         prepared.ready = False
     return prepared

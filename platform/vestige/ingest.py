@@ -15,6 +15,7 @@ never a record without its blob.
 
 from __future__ import annotations
 
+import logging
 import dataclasses
 import datetime as dt
 from collections.abc import Callable, Sequence
@@ -34,6 +35,9 @@ from vestige.imagefile import ImageFacts, ImageLimits, inspect_image
 from vestige.names import original_bytes, safe_text
 from vestige.neardup import NearDuplicateIndex
 from vestige.workspace import Workspace
+from vestige.logs import log_context
+
+log = logging.getLogger(__name__)
 
 #: At most this many observed near-duplicate links are recorded per image.
 MAX_NEAR_DUPLICATE_LINKS = 20
@@ -104,19 +108,24 @@ class Ingester:
     def ingest_paths(self, paths: Sequence[Path], progress: Progress | None = None) -> IngestSummary:
         paths = [Path(p) for p in paths]
         check_paths(paths)
-        candidates = list(expand(paths, self.archive_limits))
-        for done, candidate in enumerate(candidates, start=1):
-            self._ingest_candidate(candidate)
-            if done % self.batch_size == 0:
-                self.session.commit()
-            if progress:
-                progress(done, len(candidates), candidate.name)
-        self.session.commit()
+        with log_context(case=self.case.reference):
+            candidates = list(expand(paths, self.archive_limits))
+            log.info("ingesting %d file(s) from %d path(s) by %s", len(candidates), len(paths), self.acquisition.actor)
+            for done, candidate in enumerate(candidates, start=1):
+                self._ingest_candidate(candidate)
+                if done % self.batch_size == 0:
+                    self.session.commit()
+                if progress:
+                    progress(done, len(candidates), candidate.name)
+            self.session.commit()
+            log.info("ingested %d, %d duplicate(s), %d refused, %d near-duplicate link(s)", len(self.summary.ingested),
+                     len(self.summary.duplicates), len(self.summary.rejected), self.summary.near_duplicate_links)
         return self.summary
 
     def _ingest_candidate(self, candidate: Candidate) -> None:
         label = safe_text(f"{candidate.container}:{candidate.name}" if candidate.container else candidate.name)
         if candidate.error:
+            log.info("refused %s: %s", label, candidate.error)
             self.summary.rejected.append({"file": label, "reason": candidate.error})
             return
         try:
@@ -125,6 +134,7 @@ class Ingester:
             self.add_image(data, facts, filename=candidate.name, container=candidate.container,
                            member_index=candidate.member_index)
         except VestigeError as exc:
+            log.info("refused %s: %s", label, exc)
             self.summary.rejected.append({"file": label, "reason": str(exc)})
 
     def _read(self, candidate: Candidate, label: str) -> bytes:

@@ -8,6 +8,7 @@ broken plugin cannot take the others down.
 
 from __future__ import annotations
 
+import logging
 import inspect
 import traceback
 from collections.abc import Iterable, Sequence
@@ -21,6 +22,8 @@ import pluggy
 from vestige import hookspecs
 from vestige.errors import PluginError
 from vestige.plugin import DETECTOR_KINDS, Detector
+
+log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = hookspecs.PROJECT
 
@@ -88,6 +91,7 @@ def get_plugin_manager(allow: Sequence[str] = ()) -> VestigePluginManager:
         try:
             plugin = ep.load()
         except Exception as exc:  # a broken plugin is reported, not fatal
+            log.warning("plugin %s cannot be loaded", ep.name, exc_info=True)
             pm.load_errors.append(PluginLoadError(ep.name, f"{type(exc).__name__}: {exc}"))
             continue
         register_plugin(pm, plugin, name=ep.name)
@@ -136,6 +140,7 @@ def plugin_infos(pm: VestigePluginManager) -> list[PluginInfo]:
                 impl = next(i for i in pm.hook.vestige_detectors.get_hookimpls() if i.plugin is plugin)
                 info.detectors = [_detector_row(d) for d in impl.function() or []]
             except Exception as exc:
+                log.warning("plugin %s: vestige_detectors raised", name, exc_info=True)
                 info.error = f"vestige_detectors raised {type(exc).__name__}: {exc}"
         infos.append(info)
     for failure in pm.load_errors:
@@ -151,6 +156,7 @@ def get_detectors(pm: VestigePluginManager) -> dict[str, Detector]:
         try:
             provided = impl.function() or []
         except Exception as exc:
+            log.warning("plugin %s: vestige_detectors raised; its detectors are left out", plugin_name, exc_info=True)
             pm.load_errors.append(PluginLoadError(str(plugin_name), f"vestige_detectors raised {type(exc).__name__}: {exc}"))
             continue
         for detector in provided:

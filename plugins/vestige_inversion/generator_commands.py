@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import click
 
 from vestige.cli.app import State, echo_json, echo_table, pass_state
+
+log = logging.getLogger(__name__)
 
 
 @click.group("generators")
@@ -63,6 +66,7 @@ def list_command(state: State, as_json: bool) -> None:
         try:
             row["output_shape"] = list(LoadedGenerator.load(spec).output_shape)
         except Exception as exc:  # one broken plugin model must not hide the others
+            log.warning("generator %s cannot be loaded", name, exc_info=True)
             row["output_shape"] = None
             row["error"] = format_exception_line(exc)
         rows.append(row)

@@ -16,6 +16,7 @@ originality. The finding is
 
 from __future__ import annotations
 
+import logging
 import io
 from collections.abc import Sequence
 from typing import Any
@@ -32,6 +33,8 @@ from vestige_metadata.content_credentials import (
 )
 from vestige_metadata.generator_tags import read_generator_tags
 from vestige_metadata.watermarks import read_watermarks
+
+log = logging.getLogger(__name__)
 
 _MEDIA_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
                 "GIF": "image/gif", "HEIF": "image/heif", "AVIF": "image/avif", "BMP": "image/bmp"}
@@ -70,6 +73,7 @@ class MetadataDetector(Detector):
         try:
             return self._analyze_one(item)
         except Exception as exc:  # recorded on this image's finding, as the platform does for a batch
+            log.warning("metadata of %s could not be read", item.name, exc_info=True)
             message = f"{type(exc).__name__}: {exc}".replace("\n", " ")[:300]
             return self.finding(label="unknown", source=None, scores={}, evidence={}, error=message)
 

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, g
 
 from vestige import __version__
+from vestige.logs import configure_logging, configured
 from vestige_web.errors import register_error_handlers
 from vestige_web.extensions import vestige
 from vestige_web.security import Csrf, load_secret_key
@@ -44,7 +45,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.web.trusted_proxies)  # type: ignore[method-assign]
     from vestige_web import analyses, api, auth, cases, custody, images, plugins, reports, uploads
+    from vestige_web.requestlog import init_request_logging
 
+    if not configured():  # under gunicorn; `vestige serve` has configured it already
+        configure_logging(config.logging.level, config.logging.format)
+    init_request_logging(app)
     app.before_request(auth.load_user)
     csrf.init_app(app)
     auth.limiter.init_app(app)

@@ -11,6 +11,7 @@ from werkzeug.exceptions import TooManyRequests
 from vestige_web.accounts import authenticate, user_for_token
 from vestige_web.errors import is_api_request
 from vestige_web.extensions import vestige
+from vestige_web.requestlog import bind_user
 from vestige_web.security import LoginLimiter
 from vestige_web.websessions import end_session, start_session, user_for_session
 
@@ -26,12 +27,16 @@ def load_user() -> None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             g.user = user_for_token(vestige.session, token.strip())
+        if g.user is not None:
+            bind_user(g.user.username)
         return
     sid = session.get("sid")
     if sid is not None:
         g.user = user_for_session(vestige.session, sid)  # an ended or expired session is looked up, and refused
         if g.user is None:
             session.clear()
+        else:
+            bind_user(g.user.username)
 
 
 def require_login() -> object | None:

@@ -52,7 +52,11 @@ def _vestige_error(exc: VestigeError) -> Response:
 
 
 def _server_error(_exc: Exception) -> Response:
-    return error_response("Something went wrong on the server; it has been logged. Try again, or tell the lab's admin.", 500)
+    # Flask has logged the exception with its traceback (and the request id) before calling this.
+    from vestige_web.requestlog import request_id
+
+    return error_response("Something went wrong on the server; it has been logged as request "
+                          f"{request_id() or 'unknown'}. Try again, or tell the lab's admin that reference.", 500)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -33,6 +33,7 @@ def detector_kinds(pm: VestigePluginManager) -> dict[str, str]:
     try:
         return {name: d.kind for name, d in get_detectors(pm).items()}
     except Exception:  # a broken plugin must not take the evidence pages down
+        log.exception("cannot list the installed detectors' kinds; merged verdicts use the default rules")
         return {}
 
 
@@ -41,6 +42,7 @@ def detector_list(pm: VestigePluginManager) -> list[dict[str, str]]:
     try:
         return [{"name": d.name, "kind": d.kind, "description": d.description} for d in get_detectors(pm).values()]
     except Exception:  # a broken plugin must not take the case page down; `vestige plugins` names it
+        log.exception("cannot list the installed detectors")
         return []
 
 

@@ -206,12 +206,14 @@ def _analysis_json(session, analysis: Analysis) -> dict[str, Any]:  # type: igno
 @cli.command()
 @click.option("--queues", default="", help="Comma-separated queues to consume (default: every queue in jobs.queues).")
 @click.option("--concurrency", type=int, default=None, help="Worker processes (default: one per CPU).")
-@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--loglevel", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              default=None, help="Log level (default: -v/-vv if given, else [logging] level).")
 @pass_state
-def worker(state: State, queues: str, concurrency: int | None, loglevel: str) -> None:
+def worker(state: State, queues: str, concurrency: int | None, loglevel: str | None) -> None:
     """Run a worker that takes analysis tasks from the queues, e.g. --queues gpu --concurrency 1."""
     from vestige.jobs.worker import start_worker
 
     chosen = [q.strip() for q in queues.split(",") if q.strip()] or list(state.config.jobs.queues)
     state.workspace  # fail now, with a sentence, if the database is not initialised
-    start_worker(state.config, queues=chosen, concurrency=concurrency, loglevel=loglevel)
+    start_worker(state.config, queues=chosen, concurrency=concurrency,
+                 loglevel=(loglevel or state.service_log_level()).upper())

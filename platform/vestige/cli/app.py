@@ -23,6 +23,20 @@ class State:
         self.config = config
         self._workspace: Workspace | None = None
         self._pm: VestigePluginManager | None = None
+        #: How many times ``-v`` was given; long-running commands (worker, serve) log at the configured
+        #: level without it, the others log warnings only.
+        self.verbosity = 0
+
+    def service_log_level(self) -> str:
+        """The level a long-running command logs at: ``-v``/``-vv`` if given, else ``[logging] level``."""
+        from vestige.logs import verbosity_level
+
+        return verbosity_level(self.verbosity, self.config.logging.level)
+
+    def configure_logging(self, level: str) -> None:
+        from vestige.logs import configure_logging
+
+        configure_logging(level, self.config.logging.format)
 
     @classmethod
     def from_environment(cls) -> State:
@@ -79,5 +93,10 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vestige")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True,
+              help="Log what happens on stderr: -v for INFO, -vv for DEBUG (format: [logging] format).")
+@pass_state
+def cli(state: State, verbose: int) -> None:
     """Vestige: where did this image come from?"""
+    state.verbosity = verbose
+    state.configure_logging("WARNING" if verbose == 0 else state.service_log_level())

@@ -24,6 +24,7 @@ def serve(state: State, host: str, port: int) -> None:
 
     from vestige_web import create_app
 
+    state.configure_logging(state.service_log_level())
     app = create_app({"VESTIGE": state.config})
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.echo("note: session cookies are Secure, so browsers send them only over HTTPS (or to localhost); "

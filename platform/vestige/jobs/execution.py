@@ -10,6 +10,7 @@ is spent, after which its verdicts record that.
 
 from __future__ import annotations
 
+import logging
 import datetime as dt
 import time
 from collections.abc import Callable
@@ -22,10 +23,13 @@ from vestige.db.models import Analysis, AnalysisTask, Image
 from vestige.detect import make_input, run_detector
 from vestige.errors import NotFoundError, VestigeError
 from vestige.imagefile import ImageLimits
+from vestige.logs import log_context
 from vestige.plugin import Detector, Finding, ImageInput
 from vestige.plugins import format_exception_line
 from vestige.verdicts import store_findings
 from vestige.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 #: Returns the named detector, loaded for this process; raises if it cannot.
 #: ``detectors(name, model_sha256)``: the loaded detector, running with that artifact when one is named.
@@ -103,6 +107,7 @@ def _run(workspace: Workspace, task: AnalysisTask, detectors: DetectorSource) ->
             options = session.scalar(sa.select(Analysis.options).where(Analysis.id == task.analysis_id)) or {}
         detector = detectors(task.detector, options.get("models", {}).get(task.detector))
     except Exception as exc:  # not installed here, or its weights failed to load: recorded, not fatal
+        log.warning("detector %s cannot be loaded; the task's findings record the error", task.detector, exc_info=True)
         return _error_findings(task, None, f"detector {task.detector} could not be loaded: {format_exception_line(exc)}"), 0.0
     inputs, errors = _inputs(workspace, task)
     readable = [item for item in inputs if item is not None]
@@ -122,7 +127,17 @@ def run_analysis_task(workspace: Workspace, task_id: int, *, detectors: Detector
     """Run analysis task ``task_id`` and write its verdicts; see the module docstring."""
     task = _claim(workspace, task_id, worker)
     if task is None:
+        log.info("task %d is finished or taken by another worker; skipped", task_id)
         return TaskOutcome(task_id, "skipped")
+    with log_context(task=task_id, analysis=task.analysis_id, detector=task.detector):
+        log.info("running on %d image(s), attempt %d", len(task.image_ids), task.attempts)
+        outcome = _run_claimed(workspace, task, detectors=detectors, worker=worker)
+        log.info("%s in %.2f s; analysis %s", outcome.status, outcome.detector_seconds,
+                 "complete" if outcome.completed_analysis else "goes on")
+    return outcome
+
+
+def _run_claimed(workspace: Workspace, task: AnalysisTask, *, detectors: DetectorSource, worker: str) -> TaskOutcome:
     max_attempts = workspace.config.jobs.max_retries + 1
     if task.attempts > max_attempts:
         status, seconds = "failed", 0.0
@@ -131,7 +146,7 @@ def run_analysis_task(workspace: Workspace, task_id: int, *, detectors: Detector
     else:
         status = "done"
         findings, seconds = _run(workspace, task, detectors)
-    return TaskOutcome(task_id, status, len(task.image_ids), seconds,
+    return TaskOutcome(task.id, status, len(task.image_ids), seconds,
                        _write(workspace, task, findings, status=status, worker=worker))
 
 

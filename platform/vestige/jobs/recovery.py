@@ -14,6 +14,7 @@ have no heartbeat row and are never taken from them.
 
 from __future__ import annotations
 
+import logging
 import datetime as dt
 import threading
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from sqlalchemy.pool import NullPool
 from vestige.config import Config
 from vestige.db import Database, make_engine
 from vestige.db.models import Analysis, AnalysisTask, WorkerHeartbeat, utcnow
+
+log = logging.getLogger(__name__)
 
 INTERVAL_S = 2.0
 
@@ -168,6 +171,7 @@ class DatabaseHeartbeat:
                     if requeued:
                         self.log(f"re-queued {requeued} task(s) of a lost worker")
             except Exception as exc:  # the database or broker is away for a moment: beat again later
+                log.warning("heartbeat of %s failed; beating again in %s s", self.nodename, INTERVAL_S, exc_info=True)
                 self.log(f"heartbeat: {type(exc).__name__}: {exc}")
             beats += 1
             if self._stop.wait(INTERVAL_S):

@@ -17,6 +17,7 @@ from vestige.errors import VestigeError
 from vestige.jobs.execution import fail_analysis_task, run_analysis_task
 from vestige.jobs.settings import TASK_BY_DEVICE
 from vestige.jobs.worker_process import process_state
+from vestige.logs import log_context
 
 #: Retrying cannot fix these: a missing analysis, a bad configuration, a missing plugin.
 NEVER_RETRIED: tuple[type[BaseException], ...] = (VestigeError,)
@@ -38,8 +39,9 @@ class AnalysisChunkTask(Task):
 
 def _run_chunk(task: Task, analysis_task_id: int) -> dict[str, Any]:
     state = process_state(task.app.vestige_config)
-    outcome = run_analysis_task(state.workspace, int(analysis_task_id), detectors=state.detector,
-                                worker=task.request.hostname or "worker")
+    with log_context(task=int(analysis_task_id), celery_task=task.request.id):
+        outcome = run_analysis_task(state.workspace, int(analysis_task_id), detectors=state.detector,
+                                    worker=task.request.hostname or "worker")
     return {"status": outcome.status, "images": outcome.images}
 
 

@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Sequence
 
-from celery.signals import worker_ready
+from celery.signals import setup_logging, worker_ready
 
 from vestige.config import Config
 from vestige.errors import ConfigError
@@ -14,6 +14,7 @@ from vestige.jobs.celery_app import create_celery_app
 from vestige.jobs.dispatch import enqueue_tasks, requeue_lost_tasks
 from vestige.jobs.heartbeat import Heartbeat
 from vestige.jobs.recovery import DatabaseHeartbeat
+from vestige.logs import configure_logging
 from vestige.workspace import Workspace
 
 
@@ -32,6 +33,11 @@ def start_worker(config: Config, *, queues: Sequence[str], concurrency: int | No
         )
     app = create_celery_app(config)
     nodename = worker_nodename()
+    # Vestige's format and context for every line, Celery's own included (a receiver here stops Celery
+    # from installing its handlers); each task binds its task and analysis ids (vestige.jobs.tasks).
+    configure_logging(loglevel, config.logging.format, also=("celery",))
+    setup_logging.connect(lambda **_: configure_logging(loglevel, config.logging.format, also=("celery",)),
+                          weak=False)
     workspace = Workspace.open(config)
     try:
         requeued = requeue_lost_tasks(app, workspace)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import io
 from typing import Any
 
@@ -11,6 +12,8 @@ from vestige.errors import StoreError
 from vestige.imageconvert import to_rgb
 from vestige.imagefile import open_image
 from vestige.store import BlobStore
+
+log = logging.getLogger(__name__)
 
 THUMBNAIL_SIDE = 360
 #: Thumbnails are a reading aid, not evidence (the originals are in the bundle):
@@ -54,6 +57,7 @@ class ReportPictures:
         except StoreError as exc:
             self._problems[sha256] = self.store_problems[sha256] = str(exc)
         except Exception as exc:  # a picture that does not decode is shown as a sentence, not a crash
+            log.warning("picture %s cannot be shown in the report", sha256, exc_info=True)
             self._problems[sha256] = f"picture {sha256[:12]}… cannot be shown: {exc}"
 
     def get(self, sha256: str) -> bytes | None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from vestige.plugin import ReportSection
 from vestige.plugins import VestigePluginManager, format_exception_line
+
+log = logging.getLogger(__name__)
 
 
 def plugin_sections(pm: VestigePluginManager, *, case: Any, verdicts: list[Any]) -> list[dict[str, Any]]:
@@ -22,6 +25,7 @@ def plugin_sections(pm: VestigePluginManager, *, case: Any, verdicts: list[Any])
                 sections.append({"plugin": plugin, "title": section.title, "html": section.html,
                                  "data": dict(section.data), "error": None})
         except Exception as exc:  # one plugin's failure must not lose the report
+            log.warning("plugin %s: its report section failed; the report says so", plugin, exc_info=True)
             sections.append({"plugin": plugin, "title": f"{plugin}: section unavailable", "html": "",
                              "data": {}, "error": format_exception_line(exc)})
     return sections
