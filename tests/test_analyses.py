@@ -212,3 +212,22 @@ def test_analyze_names_a_missing_case_and_an_unknown_detector(vestige, case_with
     assert unknown.exit_code == 1 and "nosuch" in unknown.stderr and "metadata" in unknown.stderr
     none = vestige("verdicts LAB-1")
     assert none.exit_code == 1 and "vestige analyze LAB-1" in none.stderr
+
+
+def test_start_analysis_says_where_the_work_went(case_with_images, open_workspace):
+    """One launch for the CLI and the web: run here when asked and no worker can take it, else queue it."""
+    from vestige.jobs.launch import HERE, WAITING, start_analysis
+    from vestige.plugins import get_plugin_manager
+
+    case_with_images(2)
+    workspace = open_workspace()
+    pm = get_plugin_manager()
+    ran: list[int] = []
+    with workspace.db.session() as session:
+        case = get_case(session, "LAB-1")
+        here = start_analysis(workspace, session, case, pm, ["metadata"], actor="A. Examiner",
+                              run_here=lambda started: ran.append(started.analysis.id))
+        waiting = start_analysis(workspace, session, case, pm, ["metadata"], actor="A. Examiner")
+    assert here.where == HERE and ran == [here.analysis.id] and here.queues == ["cpu"]
+    assert waiting.where == WAITING and len(pending_message_ids(workspace.config.data_dir / "broker.db")) == len(waiting.tasks) > 0
+    assert here.skipped == [] and {t.detector for t in waiting.tasks} == {"metadata"}

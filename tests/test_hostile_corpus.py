@@ -85,7 +85,7 @@ def test_the_whole_corpus_in_one_process_stays_within_512_mb(vestige, case, env,
 def test_the_corpus_through_the_upload_api(workspace, corpus):
     from vestige.cases import create_case
     from vestige_web import create_app
-    from vestige_web.accounts import add_member, add_user, create_token
+    from vestige.accounts import add_member, add_user, create_token
 
     folder, expected = corpus
     with workspace.db.session() as session:

@@ -20,7 +20,7 @@ from vestige.custody import verify_chain
 from vestige.db.models import Case, CustodyEvent
 from vestige.ingest import Acquisition, Ingester
 from vestige_web import create_app
-from vestige_web.accounts import add_member, add_user, authenticate, create_token
+from vestige.accounts import add_member, add_user, authenticate, create_token
 
 PASSWORD = "correct horse battery"
 CSRF = "test-csrf-token"
@@ -93,7 +93,7 @@ def lab(workspace, tmp_path) -> Lab:
 def with_password(workspace, lab):
     """Give alice the password PASSWORD, for the tests of the login form."""
     from vestige.db.models import User
-    from vestige_web.accounts import hash_password
+    from vestige.accounts import hash_password
 
     with workspace.db.session() as session:
         session.get(User, lab.users["alice"]).password_hash = hash_password(PASSWORD)
@@ -107,7 +107,7 @@ class Browser:
         sid = None
         if user_id is not None:  # a real server-side session, as a login makes
             from vestige.db.models import User
-            from vestige_web.websessions import start_session
+            from vestige.websessions import start_session
 
             with client.application.app_context():
                 from vestige_web.extensions import vestige as ext

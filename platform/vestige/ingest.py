@@ -15,9 +15,9 @@ never a record without its blob.
 
 from __future__ import annotations
 
-import logging
 import dataclasses
 import datetime as dt
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +32,10 @@ from vestige.db.models import Case, Image, ImageOccurrence, Perturbation
 from vestige.db.rows import lock_case, record_blob
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imagefile import ImageFacts, ImageLimits, inspect_image
+from vestige.logs import log_context
 from vestige.names import original_bytes, safe_text
 from vestige.neardup import NearDuplicateIndex
 from vestige.workspace import Workspace
-from vestige.logs import log_context
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,16 @@ class Ingester:
         self.summary = IngestSummary()
 
     def ingest_paths(self, paths: Sequence[Path], progress: Progress | None = None) -> IngestSummary:
+        """Ingest files, folders (recursively) and zip archives."""
         paths = [Path(p) for p in paths]
         check_paths(paths)
+        return self.ingest_candidates(list(expand(paths, self.archive_limits)), progress)
+
+    def ingest_candidates(self, candidates: Sequence[Candidate], progress: Progress | None = None) -> IngestSummary:
+        """Ingest what :func:`vestige.archives.expand` found (a caller may rename candidates first, as the web
+        upload does with uploaded names), committing every ``ingest.batch_size`` files."""
         with log_context(case=self.case.reference):
-            candidates = list(expand(paths, self.archive_limits))
-            log.info("ingesting %d file(s) from %d path(s) by %s", len(candidates), len(paths), self.acquisition.actor)
+            log.info("ingesting %d file(s) by %s", len(candidates), self.acquisition.actor)
             for done, candidate in enumerate(candidates, start=1):
                 self._ingest_candidate(candidate)
                 if done % self.batch_size == 0:

@@ -17,7 +17,7 @@ from vestige.logs import configure_logging, configured
 from vestige_web.errors import register_error_handlers
 from vestige_web.extensions import vestige
 from vestige_web.security import Csrf, load_secret_key
-from vestige_web.websessions import SESSION_LIFETIME
+from vestige.websessions import SESSION_LIFETIME
 
 __all__ = ["create_app"]
 

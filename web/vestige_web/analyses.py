@@ -1,8 +1,7 @@
 """Analyses: launching one on a case (with a choice of detectors) and its live progress.
 
-Launching goes through the core's :func:`vestige.analyses.request_analysis`
-and the job dispatcher, exactly as ``vestige analyze`` does: tasks go to the
-broker when workers serve their queues. On the embedded default with no
+Launching is :func:`vestige.jobs.launch.start_analysis`, as for ``vestige
+analyze``: tasks go to the broker when workers serve their queues. On the embedded default with no
 ``vestige worker`` running, the analysis runs in a background thread of the
 web process instead, so ``vestige serve`` alone can work a case end to end;
 the page polls its progress either way.
@@ -15,11 +14,8 @@ from collections.abc import Sequence
 
 from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
 
-from vestige.analyses import request_analysis, tasks_of
 from vestige.db.models import Analysis, Case
 from vestige.errors import ConflictError, VestigeError
-from vestige.artifacts import Registry, runnable
-from vestige.plugins import select_detectors
 from vestige.workspace import Workspace
 from vestige_web.access import find_case, require_act
 from vestige_web.auth import require_login
@@ -41,26 +37,15 @@ def _run_in_background(workspace: Workspace, analysis_id: int) -> threading.Thre
 
 def launch_analysis(case: Case, names: Sequence[str], *, robustness: bool) -> tuple[Analysis, str]:
     """Request an analysis of ``case`` by the current user and start it; returns it and where it runs."""
-    from vestige.jobs.celery_app import create_celery_app
-    from vestige.jobs.dispatch import enqueue_tasks, workers_for
-    from vestige.jobs.settings import uses_embedded_broker
+    from vestige.jobs.launch import HERE, start_analysis
 
     session, workspace = vestige.session, vestige.workspace
     require_act(session, g.user, case, "analyse it")
     if not any(image.origin == "evidence" for image in case.images):
         raise ConflictError(f"Case {case.reference} has no evidence images to analyse yet; add some first.")
-    named = [n for n in names if n]
-    detectors, _ = runnable(select_detectors(vestige.pm, named), Registry(session, workspace.store), named=bool(named))
-    analysis = request_analysis(workspace, session, case, detectors, pm=vestige.pm, actor=g.user.username,
-                                robustness=robustness)
-    tasks = tasks_of(session, analysis)
-    session.commit()
-    config = workspace.config
-    if uses_embedded_broker(config) and not workers_for(config, sorted({t.queue for t in tasks})):
-        _run_in_background(workspace, analysis.id)
-        return analysis, "web process"
-    enqueue_tasks(create_celery_app(config), tasks)
-    return analysis, "workers"
+    started = start_analysis(workspace, session, case, vestige.pm, names, actor=g.user.username, robustness=robustness,
+                             run_here=lambda started: _run_in_background(workspace, started.analysis.id))
+    return started.analysis, "web process" if started.where == HERE else "workers"
 
 
 @bp.post("/cases/<path:reference>/analyses")

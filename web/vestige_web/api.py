@@ -15,12 +15,11 @@ from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from vestige.cases import evidence_count
+from vestige.cases import case_dict, evidence_count
 from vestige.catalog import list_images
 from vestige.db.models import Report
-from vestige.cli.cases import case_dict
 from vestige_web.access import find_case, find_image, visible_cases
-from vestige_web.accounts import case_members
+from vestige.accounts import case_members
 from vestige_web.cases import open_case
 from vestige_web.custody import custody_state, record_view
 from vestige_web.analyses import launch_analysis

@@ -47,7 +47,7 @@ def _seed(environ: dict[str, str], folder: Path) -> tuple[str, list[int]]:
     from vestige.config import load_config
     from vestige.ingest import Acquisition, Ingester
     from vestige.workspace import init_workspace
-    from vestige_web.accounts import add_member, add_user, create_token
+    from vestige.accounts import add_member, add_user, create_token
 
     workspace, _, _ = init_workspace(load_config(environ=environ))
     images = folder / "images"

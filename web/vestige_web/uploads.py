@@ -56,12 +56,7 @@ class UploadIngester(Ingester):
                         error = candidate.error.replace(str(path), name) if candidate.error else None
                         candidate = dataclasses.replace(candidate, name=name, error=error)
                     candidates.append(candidate)
-            for done, candidate in enumerate(candidates, start=1):
-                self._ingest_candidate(candidate)
-                if done % self.batch_size == 0:
-                    self.session.commit()
-            self.session.commit()
-        return self.summary
+            return self.ingest_candidates(candidates)
 
 
 def ingest_uploads(workspace: Workspace, case_reference: str, uploads: Sequence[FileStorage], *, source: str) -> IngestSummary:

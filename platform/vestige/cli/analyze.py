@@ -9,13 +9,11 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from vestige.analyses import latest_analysis, request_analysis, tasks_of
+from vestige.analyses import latest_analysis
 from vestige.cases import get_case
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.db.models import Analysis, Image
 from vestige.errors import NotFoundError
-from vestige.artifacts import Registry, runnable
-from vestige.plugins import select_detectors
 from vestige.robustness import entry_change
 from vestige.verdicts import analysis_verdicts, verdict_as_dict
 
@@ -57,35 +55,38 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
     On the embedded default with no `vestige worker` running, --wait runs the
     work in this process instead.
     """
-    from vestige.jobs.celery_app import create_celery_app
-    from vestige.jobs.dispatch import enqueue_tasks, run_in_process, wait_for_analysis, workers_for
+    from vestige.jobs.dispatch import run_in_process, wait_for_analysis
+    from vestige.jobs.launch import HERE, WAITING, Started, start_analysis, workers_can_take
     from vestige.jobs.recovery import stall_reason
     from vestige.jobs.settings import uses_embedded_broker
 
     workspace, config = state.workspace, state.config
     named = [n.strip() for n in names.split(",") if n.strip()]
-    detectors = select_detectors(state.pm, named)
+    by = state.actor(actor)
+
+    def announce(started: Started) -> None:
+        if started.skipped:
+            click.echo(f"skipping {', '.join(started.skipped)}: no trained model (docs/models.md)", err=True)
+        analysis = started.analysis
+        click.echo(f"analysis {analysis.id}: {len(analysis.detectors)} detector(s) on {len(analysis.options['images'])}"
+                   f" image(s), {len(started.tasks)} task(s)")
+
+    def run_here(started: Started) -> None:
+        announce(started)
+        click.echo("no worker is running: running the analysis in this process (start `vestige worker` to use the queue)")
+        run_in_process(workspace, started.analysis.id, progress=_progress_reporter("analysing"))
+
     with workspace.db.session() as session:
         case = get_case(session, reference)
-        detectors, skipped = runnable(detectors, Registry(session, workspace.store), named=bool(named))
-        if skipped:
-            click.echo(f"skipping {', '.join(skipped)}: no trained model (docs/models.md)", err=True)
-        analysis = request_analysis(workspace, session, case, detectors, pm=state.pm, actor=state.actor(actor),
-                                    robustness=robustness)
-        tasks = tasks_of(session, analysis)
-    queues = sorted({t.queue for t in tasks})
-    images = len(analysis.options["images"])
-    click.echo(f"analysis {analysis.id}: {len(detectors)} detector(s) on {images} image(s), {len(tasks)} task(s)")
-    embedded = uses_embedded_broker(config)
-    if wait and embedded and not workers_for(config, queues):
-        click.echo("no worker is running: running the analysis in this process (start `vestige worker` to use the queue)")
-        run_in_process(workspace, analysis.id, progress=_progress_reporter("analysing"))
-    else:
-        enqueue_tasks(create_celery_app(config), tasks)
-        where = "the embedded broker" if embedded else "the broker"
-        click.echo(f"queued on {where}, queues {', '.join(queues)}")
+        started = start_analysis(workspace, session, case, state.pm, named, actor=by, robustness=robustness,
+                                 run_here=run_here if wait else None)
+    analysis, queues = started.analysis, started.queues
+    if started.where != HERE:
+        announce(started)
+        embedded = uses_embedded_broker(config)
+        click.echo(f"queued on {'the embedded broker' if embedded else 'the broker'}, queues {', '.join(queues)}")
         if not wait:
-            if embedded and not workers_for(config, queues):
+            if started.where == WAITING:
                 click.echo("no worker is running yet: start `vestige worker` to run it")
             click.echo(f"`vestige verdicts {reference}` shows the verdicts once workers have run it")
             return
@@ -93,7 +94,7 @@ def analyze(state: State, reference: str, names: str, robustness: bool, wait: bo
         progress = _progress_reporter("analysing")
         stall = StallWatch(config.jobs.lost_worker_seconds)
         while (current := wait_for_analysis(workspace, analysis.id, progress=progress, timeout_s=5)).finished_at is None:
-            if embedded and not workers_for(config, queues):
+            if not workers_can_take(workspace, queues):
                 # Every local worker is gone (stopped, or killed): don't wait forever.
                 click.echo("the workers stopped: finishing the analysis in this process")
                 run_in_process(workspace, analysis.id, progress=progress)

@@ -4,24 +4,10 @@ from __future__ import annotations
 
 import click
 
-from vestige.cases import create_case, evidence_count, get_case, list_cases, set_case_status
+from vestige.cases import case_dict, create_case, evidence_count, get_case, list_cases, set_case_status
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 
 by_option = click.option("--by", "actor", default=None, help="Who is acting (default: VESTIGE_ACTOR, else [vestige] default_actor).")
-
-
-def case_dict(case, images: int | None = None) -> dict:  # type: ignore[no-untyped-def]
-    out = {
-        "reference": case.reference,
-        "title": case.title,
-        "status": case.status,
-        "created_at": case.created_at.isoformat(),
-        "created_by": case.created_by,
-        "custody_events": case.custody_count,
-    }
-    if images is not None:
-        out["images"] = images
-    return out
 
 
 @cli.group("case")

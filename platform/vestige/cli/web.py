@@ -57,7 +57,7 @@ def _read_password(password_file: Path | None) -> str:
 @pass_state
 def user_add(state: State, username: str, role: str, password_file: Path | None) -> None:
     """Create a user who logs in with a password."""
-    from vestige_web.accounts import add_user
+    from vestige.accounts import add_user
 
     password = _read_password(password_file)
     with state.workspace.db.session() as session:
@@ -72,8 +72,8 @@ def user_add(state: State, username: str, role: str, password_file: Path | None)
 @pass_state
 def user_password(state: State, username: str, password_file: Path | None) -> None:
     """Set USERNAME's password; every web session of theirs ends (API tokens are kept: `vestige token revoke`)."""
-    from vestige_web.accounts import get_user
-    from vestige_web.websessions import change_password
+    from vestige.accounts import get_user
+    from vestige.websessions import change_password
 
     password = _read_password(password_file)
     with state.workspace.db.session() as session:
@@ -88,8 +88,8 @@ def user_remove(state: State, username: str) -> None:
     """Remove USERNAME: they can no longer log in, their sessions end and their tokens are revoked.
 
     The account is kept, inactive, because the custody log names its actions."""
-    from vestige_web.accounts import get_user
-    from vestige_web.websessions import remove_user
+    from vestige.accounts import get_user
+    from vestige.websessions import remove_user
 
     with state.workspace.db.session() as session:
         sessions, tokens = remove_user(session, get_user(session, username))
@@ -101,7 +101,7 @@ def user_remove(state: State, username: str) -> None:
 @pass_state
 def user_list(state: State, as_json: bool) -> None:
     """List users and their roles."""
-    from vestige_web.accounts import list_users
+    from vestige.accounts import list_users
 
     with state.workspace.db.session() as session:
         rows = [{"username": u.username, "role": u.role, "active": u.is_active, "created_at": u.created_at.isoformat(),
@@ -124,7 +124,7 @@ def token_group() -> None:
 @pass_state
 def token_create(state: State, username: str, name: str) -> None:
     """Print a new API token for USERNAME. It is shown once; only its hash is stored."""
-    from vestige_web.accounts import create_token, get_user
+    from vestige.accounts import create_token, get_user
 
     with state.workspace.db.session() as session:
         token = create_token(session, get_user(session, username), name=name)
@@ -136,7 +136,7 @@ def token_create(state: State, username: str, name: str) -> None:
 @pass_state
 def token_revoke(state: State, username: str) -> None:
     """Revoke every token of USERNAME."""
-    from vestige_web.accounts import get_user, revoke_tokens
+    from vestige.accounts import get_user, revoke_tokens
 
     with state.workspace.db.session() as session:
         count = revoke_tokens(session, get_user(session, username))
@@ -156,7 +156,7 @@ def member_group() -> None:
 @pass_state
 def member_add(state: State, reference: str, username: str, role: str, actor: str | None) -> None:
     """Give USERNAME a role on case REFERENCE (a custody event)."""
-    from vestige_web.accounts import add_member, get_user
+    from vestige.accounts import add_member, get_user
 
     with state.workspace.db.session() as session:
         add_member(session, get_case(session, reference), get_user(session, username), role=role,
@@ -171,7 +171,7 @@ def member_add(state: State, reference: str, username: str, role: str, actor: st
 @pass_state
 def member_remove(state: State, reference: str, username: str, actor: str | None) -> None:
     """Take USERNAME off case REFERENCE (a custody event)."""
-    from vestige_web.accounts import get_user, remove_member
+    from vestige.accounts import get_user, remove_member
 
     with state.workspace.db.session() as session:
         remove_member(session, get_case(session, reference), get_user(session, username), actor=state.actor(actor))
@@ -184,7 +184,7 @@ def member_remove(state: State, reference: str, username: str, actor: str | None
 @pass_state
 def member_list(state: State, reference: str, as_json: bool) -> None:
     """List the members of case REFERENCE."""
-    from vestige_web.accounts import case_members
+    from vestige.accounts import case_members
 
     with state.workspace.db.session() as session:
         rows = case_members(session, get_case(session, reference))

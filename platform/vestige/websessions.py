@@ -61,7 +61,7 @@ def end_sessions(session: Session, user: User) -> int:
 
 def change_password(session: Session, user: User, password: str) -> int:
     """Set a new password and end every session of ``user`` (a stolen cookie dies with the old password)."""
-    from vestige_web.accounts import MIN_PASSWORD_LENGTH, hash_password
+    from vestige.accounts import MIN_PASSWORD_LENGTH, hash_password
 
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInputError(f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
