@@ -364,12 +364,13 @@ def test_openset_metrics_score_unknown_against_known():
 
 
 def test_reliability_ece_matches_the_detector_side_definition():
-    from vestige.reliability import calibration_metrics, expected_calibration_error
+    from vestige.calibration import calibration_bins
+    from vestige.reliability import calibration_metrics
     from vestige.plugin import Finding
 
     probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
     labels = np.array([0, 1, 0, 1])
-    ece, bins = expected_calibration_error(probabilities.max(1), probabilities.argmax(1) == labels)
+    ece, bins = calibration_bins(probabilities.max(1), probabilities.argmax(1) == labels)
     assert ece == pytest.approx(calibration.expected_calibration_error(probabilities, labels)) == pytest.approx(0.4)
     assert [b["count"] for b in bins] == [2, 2]
     findings = [Finding(detector="d", detector_version="1", label="synthetic", source=None,

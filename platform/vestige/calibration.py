@@ -18,6 +18,8 @@ it (:func:`open_set_threshold`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,21 +94,33 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, *, smoothed: bool = 
     return float(1.0 / beta)
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, *, bins: int = ECE_BINS) -> float:
-    """ECE: over ``bins`` equal-width confidence bins (lo, hi], the size-weighted |accuracy − confidence|."""
-    probabilities = np.asarray(probabilities, dtype=np.float64)
-    labels = np.asarray(labels)
-    if len(labels) == 0:
-        return 0.0
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == labels
-    index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    total = 0.0
+def calibration_bins(confidence: Sequence[float] | np.ndarray, correct: Sequence[bool] | np.ndarray, *,
+                     bins: int = ECE_BINS) -> tuple[float | None, list[dict[str, Any]]]:
+    """ECE over ``bins`` equal-width confidence bins (lo, hi] (a confidence of 0 falls in the first): the
+    size-weighted |accuracy − confidence|, and the non-empty bins (``None`` and no bins without images)."""
+    conf = np.asarray(confidence, dtype=np.float64)
+    right = np.asarray(correct, dtype=bool)
+    if len(conf) == 0:
+        return None, []
+    index = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
+    total, table = 0.0, []
     for b in range(bins):
         members = index == b
-        if members.any():
-            total += members.sum() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total / len(labels))
+        count = int(members.sum())
+        if count:
+            accuracy, mean = float(right[members].mean()), float(conf[members].mean())
+            total += count * abs(accuracy - mean)
+            table.append({"bin": [b / bins, (b + 1) / bins], "count": count, "accuracy": accuracy, "confidence": mean})
+    return total / len(conf), table
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, *, bins: int = ECE_BINS) -> float:
+    """ECE of class probabilities against labels (:func:`calibration_bins` on the top class); 0 without images."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if len(probabilities) == 0:
+        return 0.0
+    ece, _ = calibration_bins(probabilities.max(axis=1), probabilities.argmax(axis=1) == np.asarray(labels), bins=bins)
+    return float(ece or 0.0)
 
 
 def open_set_threshold(probabilities: np.ndarray, labels: np.ndarray, *, keep: float = 0.95) -> float:

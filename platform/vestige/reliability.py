@@ -21,37 +21,15 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
+from vestige.calibration import ECE_BINS, calibration_bins
 from vestige.datasets import Dataset, Record
 from vestige.detect import run_detector
 from vestige.harness import UNKNOWN, predicted_source
 from vestige.plugin import Detector, Finding
 
-__all__ = ["ECE_BINS", "calibration_metrics", "expected_calibration_error", "markdown_table", "run_calibration"]
+__all__ = ["calibration_metrics", "markdown_table", "run_calibration"]
 
 FORMAT = "vestige-calibration-results/1"
-ECE_BINS = 15
-
-
-def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], *,
-                               bins: int = ECE_BINS) -> tuple[float | None, list[dict[str, Any]]]:
-    """ECE over ``bins`` equal-width bins (lo, hi] (a confidence of 0 falls in the first), and the bins."""
-    conf = np.asarray(confidence, dtype=np.float64)
-    right = np.asarray(correct, dtype=bool)
-    if len(conf) == 0:
-        return None, []
-    index = np.clip(np.ceil(conf * bins).astype(int) - 1, 0, bins - 1)
-    total, table = 0.0, []
-    for b in range(bins):
-        members = index == b
-        count = int(members.sum())
-        if count:
-            accuracy, mean = float(right[members].mean()), float(conf[members].mean())
-            total += count * abs(accuracy - mean)
-            table.append({"bin": [b / bins, (b + 1) / bins], "count": count, "accuracy": accuracy, "confidence": mean})
-    return total / len(conf), table
-
 
 def _confidence(finding: Finding) -> float | None:
     if finding.error or not finding.scores:
@@ -63,7 +41,7 @@ def calibration_metrics(true: Sequence[str], findings: Sequence[Finding]) -> dic
     """The numbers of the module docstring for one group of images."""
     scored = [(t, f, c) for t, f in zip(true, findings) if (c := _confidence(f)) is not None]
     correct = [max(f.scores, key=f.scores.__getitem__) == t for t, f, _ in scored]
-    ece, bins = expected_calibration_error([c for _, _, c in scored], correct)
+    ece, bins = calibration_bins([c for _, _, c in scored], correct)
     predicted = [predicted_source(f) for f in findings]
     n = len(findings)
     return {
