@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from test_web import CSRF, PASSWORD, Browser, app, client, lab, runner, with_password  # noqa: F401  (shared fixtures)
 
 COOKIE = "vestige_session"
@@ -58,3 +59,26 @@ def test_a_removed_user_cannot_log_in_again(client, app, lab, with_password, run
     Browser(client, None)
     response = client.post("/login", data={"username": "alice", "password": PASSWORD, "csrf_token": CSRF})
     assert response.status_code == 401
+
+
+def test_a_login_deletes_sessions_finished_over_a_month_ago(workspace):
+    import datetime as dt
+
+    from vestige.accounts import add_user
+    from vestige.db.models import WebSession, utcnow
+    from vestige.websessions import KEEP_FINISHED, start_session, user_for_session
+
+    with workspace.db.session() as session:
+        user = add_user(session, username="olga", role="examiner", password="a long password")
+        long_ago = utcnow() - KEEP_FINISHED - dt.timedelta(days=1)
+        session.add_all([
+            WebSession(user_id=user.id, sid_hash="a" * 64, created_at=long_ago, expires_at=long_ago),
+            WebSession(user_id=user.id, sid_hash="b" * 64, created_at=long_ago, expires_at=utcnow() + dt.timedelta(hours=1),
+                       revoked_at=long_ago),
+            WebSession(user_id=user.id, sid_hash="c" * 64, created_at=utcnow(), expires_at=utcnow() - dt.timedelta(days=1)),
+        ])
+        session.flush()
+        sid = start_session(session, user)
+        kept = sorted(h[:1] for h in session.execute(sa.select(WebSession.sid_hash)).scalars())
+        assert user_for_session(session, sid) is not None
+    assert len(kept) == 2 and "c" in kept  # expired yesterday: kept for a month; the two finished long ago: gone

@@ -80,3 +80,18 @@ def test_the_stall_sentence_names_a_worker_that_went_silent(workspace):
     with workspace.db.session() as session:
         task = session.get(AnalysisTask, sent[0].id)
         assert (task.status, task.worker) == ("queued", None)
+
+
+def test_heartbeats_of_workers_lost_over_a_day_ago_are_deleted(workspace):
+    from vestige.db.models import WorkerHeartbeat, utcnow
+    from vestige.jobs.recovery import KEEP_LOST_HEARTBEATS, prune_heartbeats
+
+    with workspace.db.session() as session:
+        session.add_all([
+            WorkerHeartbeat(nodename="gone", pid=1, queues=["cpu"], beat_at=utcnow() - KEEP_LOST_HEARTBEATS - dt.timedelta(minutes=1)),
+            WorkerHeartbeat(nodename="lost-recently", pid=2, queues=["cpu"], beat_at=utcnow() - dt.timedelta(hours=1)),
+            WorkerHeartbeat(nodename="alive", pid=3, queues=["cpu"], beat_at=utcnow()),
+        ])
+    assert prune_heartbeats(workspace.db) == 1
+    with workspace.db.session() as session:
+        assert sorted(session.execute(sa.select(WorkerHeartbeat.nodename)).scalars()) == ["alive", "lost-recently"]

@@ -21,6 +21,9 @@ from vestige.errors import InvalidInputError
 
 #: How long a session lasts from login (the cookie's own lifetime is the same).
 SESSION_LIFETIME = dt.timedelta(hours=12)
+#: Sessions that expired or were ended longer ago than this are deleted at the next login: they can never
+#: work again, and who saw what is in the custody log, not here.
+KEEP_FINISHED = dt.timedelta(days=30)
 
 
 def _digest(sid: str) -> str:
@@ -31,9 +34,18 @@ def start_session(session: Session, user: User) -> str:
     """A new session for ``user``; returns the id for the cookie (only its hash is kept)."""
     sid = secrets.token_urlsafe(32)
     now = utcnow()
+    prune_sessions(session, now)
     session.add(WebSession(user_id=user.id, sid_hash=_digest(sid), created_at=now, expires_at=now + SESSION_LIFETIME))
     session.flush()
     return sid
+
+
+def prune_sessions(session: Session, now: dt.datetime | None = None) -> int:
+    """Delete the sessions that expired or were ended more than :data:`KEEP_FINISHED` ago; returns how many."""
+    before = (now or utcnow()) - KEEP_FINISHED
+    result = session.execute(sa.delete(WebSession).where(
+        sa.or_(WebSession.expires_at < before, WebSession.revoked_at < before)))
+    return result.rowcount or 0
 
 
 def user_for_session(session: Session, sid: str) -> User | None:

@@ -47,6 +47,19 @@ def beat(db: Database, nodename: str, pid: int, queues: list[str]) -> None:
                         .on_conflict_do_update(index_elements=["nodename"], set_={"beat_at": now, "queues": queues}))
 
 
+#: Heartbeat rows older than this are deleted by the live workers: their tasks were re-queued long before
+#: (after ``jobs.lost_worker_seconds``), and the row only told which worker was lost.
+KEEP_LOST_HEARTBEATS = dt.timedelta(days=1)
+
+
+def prune_heartbeats(db: Database) -> int:
+    """Delete the heartbeats of workers lost more than :data:`KEEP_LOST_HEARTBEATS` ago; returns how many."""
+    with db.session() as session:
+        result = session.execute(sa.delete(WorkerHeartbeat)
+                                 .where(WorkerHeartbeat.beat_at < utcnow() - KEEP_LOST_HEARTBEATS))
+        return result.rowcount or 0
+
+
 def forget(db: Database, nodename: str) -> None:
     with db.session() as session:
         session.execute(sa.delete(WorkerHeartbeat).where(WorkerHeartbeat.nodename == nodename))
@@ -170,6 +183,8 @@ class DatabaseHeartbeat:
                     requeued = requeue_tasks_of_lost_workers(db, self.config, self.send)
                     if requeued:
                         self.log(f"re-queued {requeued} task(s) of a lost worker")
+                if beats % 100 == 0 and (pruned := prune_heartbeats(db)):
+                    log.info("deleted %d heartbeat(s) of workers lost over a day ago", pruned)
             except Exception as exc:  # the database or broker is away for a moment: beat again later
                 log.warning("heartbeat of %s failed; beating again in %s s", self.nodename, INTERVAL_S, exc_info=True)
                 self.log(f"heartbeat: {type(exc).__name__}: {exc}")
