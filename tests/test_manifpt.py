@@ -218,6 +218,22 @@ def test_findings_do_not_depend_on_the_batch(detector: ManifptDetector) -> None:
     assert alone == together
 
 
+def test_network_numbers_are_bit_identical_at_any_position_and_batch(detector: ManifptDetector) -> None:
+    """Chunks of a constant size: an image alone, early in a batch or late in a reversed one (past the first
+    chunk) gets exactly the same embedding and probabilities, not merely the same rounded finding."""
+    from vestige_manifpt.detector import NETWORK_CHUNK
+
+    images = [e.image for e in _examples(9, 5, "chunks")]
+    assert len(images) > NETWORK_CHUNK
+    forward = detector._attribute(images)
+    backward = detector._attribute(images[::-1])
+    for i, image in enumerate(images):
+        alone = detector._attribute([image])
+        j = len(images) - 1 - i
+        for key in ("embeddings", "probabilities"):
+            assert np.array_equal(alone[key][0], forward[key][i]) and np.array_equal(alone[key][0], backward[key][j])
+
+
 def test_training_is_deterministic(tiny: TrainingSet, trained) -> None:
     again = domainfit.train(ManifptDetector(), tiny, seed=0, options=OPTIONS)  # the domain fit is deterministic too
     assert again.sha256 == trained.sha256
