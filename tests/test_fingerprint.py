@@ -481,3 +481,12 @@ def test_recipe_options_cosine_schedule_pooled_head_and_flip_averaging(torch_one
     assert not np.array_equal(logits[0], logits[1])  # without it a mirror image is another picture
     with pytest.raises(InvalidInputError, match="schedule must be constant or cosine"):
         FingerprintDetector().fit(data, seed=0, options={"epochs": 1, "schedule": "step"})
+
+
+def test_the_faster_upsampling_gives_torchs_numbers_bit_for_bit():
+    import torch
+
+    from vestige_fingerprint.nets import NearestUp2
+
+    x = torch.randn(5, 7, 8, 6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(NearestUp2()(x), torch.nn.Upsample(scale_factor=2, mode="nearest")(x))
