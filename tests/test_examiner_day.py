@@ -145,6 +145,8 @@ def test_lab_made_copies_are_not_evidence(browser, client, lab, workspace):
     assert client.get("/api/v1/cases/CASE-A", headers=bearer(lab, "alice")).json["case"]["images"] == 2
     verdicts = client.get("/api/v1/cases/CASE-A/verdicts", headers=bearer(lab, "alice")).json["verdicts"]
     assert sorted(v["image_id"] for v in verdicts) == sorted(lab.images["CASE-A"])
+    record = client.get(f"/api/v1/images/{api[0]['id']}", headers=bearer(lab, "alice")).json["image"]
+    assert len(record["robustness"]["probes"]) == 7 and record["robustness"]["merged"]  # this image's entry only
     copy_id = api[0]["copies"][0]["id"]
     copy_page = b.get(f"/images/{copy_id}").text
     assert f"A copy the lab made from <a href=\"/images/{api[0]['id']}\">image {api[0]['id']}</a>" in copy_page

@@ -183,10 +183,14 @@ def image_details(session: Session, user: User, image: Image, pm: VestigePluginM
     return record
 
 
-_FINISHED_SUMMARIES = (
-    sa.select(Analysis.summary).where(Analysis.case_id == sa.bindparam("case_id"), Analysis.finished_at.is_not(None))
-    .order_by(Analysis.id.desc()).limit(sa.bindparam("look_back"))
-)
+def _robustness_entries(image: Image, look_back: int) -> sa.Select:
+    """Only this image's entry leaves the database (a JSON path: json_extract on SQLite, #> on PostgreSQL): a
+    summary holds every image of the case, megabytes for a large one, and an image page needs one entry."""
+    return (
+        sa.select(Analysis.summary[("robustness", str(image.id))])
+        .where(Analysis.case_id == image.case_id, Analysis.finished_at.is_not(None))
+        .order_by(Analysis.id.desc()).limit(look_back)
+    )
 
 
 def image_robustness(session: Session, image: Image, *, look_back: int = 10) -> dict[str, Any] | None:
@@ -195,9 +199,8 @@ def image_robustness(session: Session, image: Image, *, look_back: int = 10) -> 
     The analysis's summary holds it (:func:`vestige.robustness.robustness_summary`): ``probes``, then
     ``merged`` and each detector's ``label`` with ``under`` = probe -> {label, holds}.
     """
-    summaries = session.execute(_FINISHED_SUMMARIES, {"case_id": image.case_id, "look_back": look_back}).scalars()
-    for summary in summaries:
-        entry = ((summary or {}).get("robustness") or {}).get(str(image.id))
+    entries = session.execute(_robustness_entries(image, look_back)).scalars()
+    for entry in entries:
         if entry:
             return entry
     return None
