@@ -1,9 +1,12 @@
-"""The one manifest format of shipped weight files (`vestige.plugin.ShippedManifest`)."""
+"""The one manifest format of shipped weight files (`vestige.plugin.ShippedManifest`), and every built-in plugin's."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
+import types
+from pathlib import Path
 
 import pytest
 
@@ -11,11 +14,39 @@ from vestige.errors import InvalidInputError, NotFoundError
 from vestige.plugin import SHIPPED_FORMAT, ShippedManifest, WeightsMismatchError
 from vestige.training import read_shipped
 
+PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
+#: Every folder of shipped weights in the repository, and the default entry each names.
+BUILT_IN = {
+    "vestige_fingerprint/weights": "fingerprint-autoencoder-immunised",
+    "vestige_repmix/weights": "repmix-zoo32",
+    "vestige_manifpt/weights": "manifpt",
+    "vestige_zoo/weights": None,
+    "vestige_inversion/calibrations": "calibration-set",
+}
+
 
 def one_line(error: pytest.ExceptionInfo[Exception]) -> str:
     message = str(error.value)
     assert "\n" not in message
     return message
+
+
+def test_every_manifest_in_the_repository_is_a_built_in_one():
+    assert {str(p.parent.relative_to(PLUGINS)) for p in PLUGINS.rglob("manifest.json")} == set(BUILT_IN)
+
+
+@pytest.mark.parametrize("folder", sorted(BUILT_IN))
+def test_built_in_shipped_weights_read_verify_and_round_trip(folder, tmp_path):
+    path = PLUGINS / folder
+    manifest = ShippedManifest.read(path)
+    assert len(manifest) >= 1 and manifest.default == BUILT_IN[folder]
+    files = {p.name for p in path.glob("*.safetensors")}
+    assert {e.file for e in manifest} == files  # every shipped file is in the manifest, and only those
+    for entry in manifest:
+        data = entry.read_bytes()
+        assert entry.file == f"{entry.name}-{entry.sha256[:8]}.safetensors" and len(data) == entry.size
+    copy = ShippedManifest(tmp_path, manifest.entries, manifest.default, note=manifest.note)
+    assert copy.write().read_bytes() == manifest.path.read_bytes()  # the committed file is what write() writes
 
 
 def test_round_trip_default_and_replacement(tmp_path):
@@ -87,3 +118,23 @@ def test_an_invalid_manifest_is_refused_in_one_line_naming_it(tmp_path, content)
     with pytest.raises(InvalidInputError) as error:
         ShippedManifest.read(tmp_path)
     assert str(tmp_path / "manifest.json") in one_line(error) and "reinstall the plugin" in str(error.value)
+
+
+def test_refitting_a_shipped_artifact_replaces_its_file_and_keeps_its_metadata(tmp_path, monkeypatch):
+    from vestige.domainfit import ship_refit
+
+    plugin = tmp_path / "refit_plugin"
+    manifest = ShippedManifest(plugin / "weights")
+    old = manifest.add("model", b"trained", {"metrics": {"accuracy": 0.5}}, make_default=True)
+    manifest.write()
+    module = types.ModuleType("refit_plugin_detector")
+    module.__file__ = str(plugin / "detector.py")
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    detector = type("RefitDetector", (), {"__module__": module.__name__})()
+    path = ship_refit(detector, old.sha256, b"refitted", "vestige models refit-domain X")
+    entry = ShippedManifest.read(plugin / "weights").entry()
+    assert path == entry.path and entry.name == "model" and entry.read_bytes() == b"refitted" and not old.path.exists()
+    assert entry.metadata == {"metrics": {"accuracy": 0.5}, "trained_sha256": old.sha256, "domain_refit_of": old.sha256,
+                              "domain_command": "vestige models refit-domain X"}
+    with pytest.raises(InvalidInputError, match="no shipped artifact"):
+        ship_refit(detector, old.sha256, b"again", "c")
