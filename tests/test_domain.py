@@ -12,9 +12,10 @@ from PIL import Image
 
 from vestige import domain as dom
 from vestige.detect import make_input, run_detector
+from vestige.plugin import ShippedManifest
 from vestige.training import ArtifactFile, pack_artifact
 from vestige_fingerprint.detector import FingerprintDetector
-from vestige_fingerprint.weights import read_manifest, shipped
+from vestige_fingerprint.weights import WEIGHTS_DIR, shipped
 from vestige_manifpt.detector import ManifptDetector
 from vestige_repmix.detector import RepMixDetector
 
@@ -32,7 +33,7 @@ def noise(side: int, seed: int = 0) -> Image.Image:
 
 
 def shipped_artifacts() -> list[ArtifactFile]:
-    fingerprint = [shipped(name) for name in read_manifest()["artifacts"]]
+    fingerprint = [shipped(name) for name in ShippedManifest.read(WEIGHTS_DIR).entries]
     return [*fingerprint, RepMixDetector().shipped_artifact(), ManifptDetector().shipped_artifact()]
 
 

@@ -18,11 +18,12 @@ from PIL import Image
 
 from vestige.detect import make_input
 from vestige.errors import InvalidInputError
+from vestige.plugin import ShippedManifest
 from vestige.training import ArtifactFile, Example, TrainingSet, read_artifact_file
 from vestige_fingerprint import FingerprintDetector
 from vestige import calibration
 from vestige_fingerprint.preprocess import fit_to_side, training_side
-from vestige_fingerprint.weights import read_manifest, ship
+from vestige_fingerprint.weights import ship
 
 SOURCES = ("real", "gan-a", "gan-b", "gan-c")
 OUTSIDER = 4  # the pattern of a generator that is not among the classes
@@ -272,16 +273,15 @@ def test_larger_and_smaller_pictures_are_fitted_to_the_trained_side(trained):
 
 def test_shipped_artifact_is_verified_and_a_modified_copy_refused(tmp_path):
     detector = FingerprintDetector()
-    manifest = read_manifest(detector.weights_dir)
-    entry = manifest["artifacts"][manifest["default"]]
+    entry = ShippedManifest.read(detector.weights_dir).entry()
     shipped = detector.shipped_artifact()
-    assert shipped is not None and shipped.sha256 == entry["sha256"] and shipped.origin == "shipped"
-    assert shipped.detector == "fingerprint" and shipped.info["variant"] == entry["variant"]
+    assert shipped is not None and shipped.sha256 == entry.sha256 and shipped.origin == "shipped"
+    assert shipped.detector == "fingerprint" and shipped.info["variant"] == entry.metadata["variant"]
     copy = tmp_path / "weights"
     shutil.copytree(detector.weights_dir, copy)
-    damaged = bytearray((copy / entry["file"]).read_bytes())
+    damaged = bytearray((copy / entry.file).read_bytes())
     damaged[-1] ^= 0x01
-    (copy / entry["file"]).write_bytes(bytes(damaged))
+    (copy / entry.file).write_bytes(bytes(damaged))
     detector.weights_dir = copy
     with pytest.raises(InvalidInputError, match="modified or damaged"):
         detector.shipped_artifact()
@@ -295,8 +295,7 @@ def test_shipping_records_the_hash_and_the_default(trained, tmp_path):
     folder = tmp_path / "weights"
     entry = ship(path, "fingerprint-image", record, folder=folder)
     assert entry["file"] == f"fingerprint-image-{trained['image'].sha256[:8]}.safetensors"
-    manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["default"] == "fingerprint-image"
+    assert ShippedManifest.read(folder).default == "fingerprint-image"
     artifact = read_artifact_file(folder / entry["file"], expected_sha256=entry["sha256"])
     assert artifact.sha256 == trained["image"].sha256
     with pytest.raises(InvalidInputError, match="describes"):

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import photo, pip_install_plugin, put_on_path
 from vestige.errors import InvalidInputError
+from vestige.plugin import ShippedManifest
 from vestige_inversion.statistics import CalibrationRefused, Threshold, auroc
 
 torch = pytest.importorskip("torch")
@@ -220,18 +221,18 @@ def test_calibration_set_round_trips_and_a_modified_one_is_refused(lab_calibrati
 
 
 def test_shipped_calibration_set_is_verified_against_its_manifest(tmp_path):
-    from vestige_inversion.calibration import SHIPPED_DIR, shipped_manifest, shipped_set
+    from vestige_inversion.calibration import SHIPPED_DIR, shipped_set
 
-    manifest = shipped_manifest()
+    manifest = ShippedManifest.read(SHIPPED_DIR)
     if not manifest:
         pytest.skip("this build ships no calibration set")
-    assert shipped_set().sha256 == manifest["sha256"]
+    assert shipped_set().sha256 == manifest.entry().sha256
     copy = tmp_path / "calibrations"
     copy.mkdir()
-    (copy / "manifest.json").write_text(json.dumps(manifest))
-    data = bytearray((SHIPPED_DIR / manifest["file"]).read_bytes())
+    (copy / "manifest.json").write_text(json.dumps(manifest.to_dict()))
+    data = bytearray(manifest.entry().path.read_bytes())
     data[-1] ^= 1
-    (copy / manifest["file"]).write_bytes(bytes(data))
+    (copy / manifest.entry().file).write_bytes(bytes(data))
     with pytest.raises(InvalidInputError, match="modified or damaged"):
         shipped_set(copy)
 
@@ -388,9 +389,10 @@ def test_cli_calibrates_the_lab_generator_into_the_registry_and_detect_uses_it(v
 
 @pytest.mark.slow
 def test_cli_detect_names_the_zoo_generator_of_its_sample_and_not_a_photo(vestige, tmp_path, make_photo, monkeypatch):
-    from vestige_inversion.calibration import shipped_manifest
+    from vestige_inversion.calibration import SHIPPED_DIR
 
-    if "threshold" not in shipped_manifest().get("generators", {}).get("dcgan-s0", {}):
+    shipped = ShippedManifest.read(SHIPPED_DIR)
+    if "threshold" not in (shipped.entry().metadata["generators"].get("dcgan-s0", {}) if shipped else {}):
         pytest.skip("this build ships no usable (second-format) calibration for dcgan-s0")
     out = tmp_path / "samples"
     assert vestige("zoo", "sample", "dcgan-s0", "--n", "1", "--seed", "0", "--out", out).exit_code == 0

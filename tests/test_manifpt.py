@@ -16,6 +16,7 @@ from PIL import Image
 from vestige import domainfit
 from vestige.detect import make_input, run_detector
 from vestige.errors import InvalidInputError
+from vestige.plugin import ShippedManifest
 from vestige.training import REAL, ArtifactFile, Example, TrainingSet
 from vestige_manifpt import detector as detector_module
 from vestige_manifpt.detector import ManifptDetector, ManifptError, project
@@ -279,11 +280,9 @@ def test_a_shipped_artifact_is_verified_and_a_modified_copy_refused(trained, tmp
         assert shipped is not None and shipped.origin == "shipped" and shipped.info["kind"] == "attributor"
         shutil.copytree(real_dir, tmp_path / "weights")
     else:  # before a model is shipped: the same mechanism on the tiny model
-        (tmp_path / "weights").mkdir()
-        name = f"manifpt-{trained.sha256[:8]}.safetensors"
-        (tmp_path / "weights" / name).write_bytes(trained.data)
-        (tmp_path / "weights" / "manifest.json").write_text(
-            f'{{"manifpt": {{"file": "{name}", "sha256": "{trained.sha256}"}}}}')
+        manifest = ShippedManifest(tmp_path / "weights")
+        manifest.add("manifpt", trained.data, make_default=True)
+        manifest.write()
     monkeypatch.setattr(detector_module, "WEIGHTS_DIR", tmp_path / "weights")
     assert ManifptDetector().shipped_artifact() is not None
     target = next((tmp_path / "weights").glob("manifpt-*.safetensors"))

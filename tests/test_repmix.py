@@ -16,6 +16,7 @@ from vestige import domainfit
 from vestige.datasets import DatasetWriter
 from vestige.detect import make_input, run_detector
 from vestige.errors import InvalidInputError
+from vestige.plugin import ShippedManifest
 from vestige.training import ArtifactFile, Example, TrainingSet
 
 import vestige_repmix.detector as repmix_detector
@@ -248,10 +249,9 @@ def test_artifact_round_trip_and_a_modified_shipped_artifact_is_refused(trained,
     assert {str(v.dtype) for v in artifact.tensors().values()} == {"float16"}
     weights = tmp_path / "weights"
     weights.mkdir()
-    name = f"repmix-{artifact.sha256[:8]}.safetensors"
-    (weights / name).write_bytes(data)
-    manifest = {"default": "tiny", "artifacts": {"tiny": {"file": name, "sha256": artifact.sha256}}}
-    (weights / "manifest.json").write_text(json.dumps(manifest))
+    manifest = ShippedManifest(weights)
+    name = manifest.add("tiny", data, make_default=True).file
+    manifest.write()
     monkeypatch.setattr(repmix_detector, "WEIGHTS_DIR", weights)
     assert RepMixDetector().shipped_artifact().sha256 == artifact.sha256
     (weights / name).write_bytes(data[:-2] + b"\x00\x01")
@@ -263,9 +263,7 @@ def test_the_shipped_artifact_verifies_and_names_the_zoo_sources() -> None:
     shipped = RepMixDetector().shipped_artifact()
     if shipped is None:
         pytest.skip("no shipped repmix artifact in this checkout")
-    content = json.loads((repmix_detector.WEIGHTS_DIR / "manifest.json").read_text())
-    manifest = content["artifacts"][content["default"]]
-    assert shipped.sha256 == manifest["sha256"] and shipped.origin == "shipped"
+    assert shipped.sha256 == ShippedManifest.read(repmix_detector.WEIGHTS_DIR).entry().sha256 and shipped.origin == "shipped"
     assert shipped.info["sources"][0] == "real" and shipped.info["input_size"] == 32
     assert len(shipped.data) <= 5 * 1024 * 1024
 

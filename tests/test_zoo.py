@@ -17,12 +17,12 @@ import torch
 from PIL import Image
 
 from vestige.errors import NotFoundError
-from vestige.plugin import GeneratorSpec
+from vestige.plugin import GeneratorSpec, ShippedManifest
 from vestige.plugins import get_plugin_manager
 from vestige_zoo.catalog import CLASSIFIER, list_models
 from vestige_zoo.registry import load_encoder, load_generator, load_network
 from vestige_zoo.sampling import latents, sample_images
-from vestige_zoo.weights import WEIGHTS_DIR, WeightsMismatchError, file_sha256, read_manifest
+from vestige_zoo.weights import WEIGHTS_DIR, WeightsMismatchError, file_sha256, shipped_weights
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CIFAR_ZIP = SHARED / "data" / "cifar10-jpeg.zip"
@@ -55,14 +55,14 @@ def test_zoo_has_the_seven_design_variants():
 
 
 def test_every_model_ships_hash_named_weights_within_budget():
-    manifest = read_manifest()
-    assert set(manifest) == {m.name for m in list_models()}
-    for name, record in manifest.items():
+    manifest = shipped_weights()
+    assert set(manifest.entries) == {m.name for m in list_models()} and manifest.default is None
+    for record in manifest:
         path = WEIGHTS_DIR / record.file
-        assert record.file == f"{name}-{record.sha256[:8]}.safetensors"
+        assert record.file == f"{record.name}-{record.sha256[:8]}.safetensors"
         assert file_sha256(path) == record.sha256
         assert path.stat().st_size == record.size
-    assert sum(r.size for r in manifest.values()) <= WEIGHT_BUDGET_BYTES
+    assert sum(r.size for r in manifest) <= WEIGHT_BUDGET_BYTES
 
 
 @pytest.mark.parametrize("name", GENERATORS)
@@ -85,7 +85,7 @@ def test_generator_makes_32px_rgb_in_range_and_is_deterministic(name):
 def test_modified_weight_file_is_refused(tmp_path):
     folder = tmp_path / "weights"
     shutil.copytree(WEIGHTS_DIR, folder)
-    record = read_manifest(folder)["dcgan-s0"]
+    record = shipped_weights(folder).entry("dcgan-s0")
     data = bytearray((folder / record.file).read_bytes())
     data[-1] ^= 0x01
     (folder / record.file).write_bytes(bytes(data))
@@ -99,7 +99,7 @@ def test_modified_weight_file_is_refused(tmp_path):
 def test_missing_weight_file_is_reported(tmp_path):
     folder = tmp_path / "weights"
     shutil.copytree(WEIGHTS_DIR, folder)
-    (folder / read_manifest(folder)["vae"].file).unlink()
+    shipped_weights(folder).entry("vae").path.unlink()
     with pytest.raises(NotFoundError, match="missing"):
         load_network("vae", folder)
 
@@ -111,7 +111,7 @@ def test_generators_hook_gives_specs_an_inverter_can_use():
         spec = specs[name]
         assert isinstance(spec, GeneratorSpec)
         assert spec.input_spec.num_classes == 10 and spec.input_spec.distribution == "normal"
-        assert spec.weights_sha256 == read_manifest()[name].sha256
+        assert spec.weights_sha256 == shipped_weights().entry(name).sha256
         assert {"family", "upsampling", "loss", "normalisation"} <= set(spec.metadata)
         assert (spec.encoder is not None) == (name == "vae")
     vae = specs["vae"]
@@ -140,7 +140,7 @@ def test_cli_list_shows_hashes_and_design_choices(vestige):
     listed = json.loads(vestige("zoo list --json").stdout)
     by_name = {e["name"]: e for e in listed}
     assert by_name["pixelshuffle-wgangp"]["design"]["loss"].startswith("WGAN-GP")
-    assert by_name["dcgan-s0"]["sha256"] == read_manifest()["dcgan-s0"].sha256
+    assert by_name["dcgan-s0"]["sha256"] == shipped_weights().entry("dcgan-s0").sha256
     assert by_name[CLASSIFIER]["kind"] == "classifier"
 
 
@@ -218,10 +218,10 @@ def test_stylegan_inversion_view_reproduces_zoo_samples_and_reaches_the_noise():
 def test_a_candidate_weights_folder_is_listed_sampled_and_judged_like_the_shipped_one(vestige, tmp_path):
     """`--weights DIR` points list, sample, grid and evaluate at a candidate release; its files are hash-checked too."""
     candidate = tmp_path / "candidate"
-    candidate.mkdir()
-    entry = read_manifest()["dcgan-s0"]
-    shutil.copyfile(WEIGHTS_DIR / entry.file, candidate / entry.file)
-    (candidate / "manifest.json").write_text(json.dumps({"dcgan-s0": entry.to_dict()}))
+    entry = shipped_weights().entry("dcgan-s0")
+    offered = ShippedManifest(candidate)
+    offered.add("dcgan-s0", entry.read_bytes(), entry.metadata)
+    offered.write()
     listed = json.loads(vestige(f"zoo list --json --weights {candidate}").stdout)
     assert {e["name"]: e["sha256"] for e in listed}["dcgan-s0"] == entry.sha256
     assert {e["name"]: e["sha256"] for e in listed}["vae"] is None
@@ -259,11 +259,11 @@ def test_bf16_gan_training_replays_exactly_and_its_snapshots_ship(vestige, tmp_p
 
 def test_the_shipped_gans_are_the_bf16_release_and_the_weights_fit_the_budget():
     """The GANs docs/zoo.md describes: retrained in bf16 with the step counts its replay commands give."""
-    manifest = read_manifest()
+    manifest = shipped_weights()
     gans = [m.name for m in list_models(generators_only=True) if m.trainer == "gan"]
     assert len(gans) == 5
     for name in gans:
-        training = manifest[name].training
+        training = manifest.entry(name).metadata["training"]
         assert training["precision"] == "bf16" and "--precision bf16" in training["command"]
         assert training["steps"] >= 5500, f"{name} ships {training['steps']} steps"
     plugins = WEIGHTS_DIR.parents[1]
@@ -273,19 +273,23 @@ def test_the_shipped_gans_are_the_bf16_release_and_the_weights_fit_the_budget():
 
 def test_ship_promotes_a_candidate_folder_and_replaces_the_old_files(vestige, tmp_path):
     """A folder with a manifest (a candidate release judged with --weights) is shipped as it is."""
-    from vestige_zoo.weights import WeightsRecord, save_state, verified_state, write_manifest
+    from vestige_zoo.weights import save_state
 
     weights, candidates = tmp_path / "weights", tmp_path / "candidates"
     shutil.copytree(WEIGHTS_DIR, weights)
-    old = read_manifest(weights)
-    state = verified_state(weights / old["dcgan-s0"].file, old["dcgan-s0"].sha256)
+    old = shipped_weights(weights)
+    state = old.entry("dcgan-s0").load()
     state = {k: v * 1.01 if v.is_floating_point() else v for k, v in state.items()}  # another dcgan-s0
-    path, sha = save_state(state, "dcgan-s0", candidates)
-    training = {**old["dcgan-s0"].training, "note": "candidate"}
-    write_manifest({"dcgan-s0": WeightsRecord("dcgan-s0", path.name, sha, path.stat().st_size, training)}, candidates)
+    path, _ = save_state(state, "dcgan-s0", candidates)
+    training = {**old.entry("dcgan-s0").metadata["training"], "note": "candidate"}
+    offered = ShippedManifest(candidates)
+    offered.add("dcgan-s0", path.read_bytes(), {"training": training})
+    offered.write()
     result = vestige(f"zoo ship {candidates} --to {weights}")
     assert result.exit_code == 0, result.stderr
-    promoted, offered = read_manifest(weights), read_manifest(candidates)
-    assert promoted["dcgan-s0"] == offered["dcgan-s0"] and not (weights / old["dcgan-s0"].file).exists()
+    promoted = shipped_weights(weights)
+    assert promoted.entry("dcgan-s0").to_dict() == offered.entry("dcgan-s0").to_dict()
+    assert not old.entry("dcgan-s0").path.exists()
     load_generator("dcgan-s0", weights)
-    assert {n: r for n, r in promoted.items() if n != "dcgan-s0"} == {n: r for n, r in old.items() if n != "dcgan-s0"}
+    assert ({e.name: e.to_dict() for e in promoted if e.name != "dcgan-s0"}
+            == {e.name: e.to_dict() for e in old if e.name != "dcgan-s0"})

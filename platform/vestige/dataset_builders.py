@@ -202,10 +202,10 @@ def _sampled_images(model: str, generator: Any, source: str, plan: Sequence[tupl
 
 def _zoo32_provenance(sources: Sequence[str], zip_path: Path) -> dict[str, Any]:
     """What the images were made from: the CIFAR-10 zip's hash and each generator's weights."""
-    from vestige_zoo.weights import file_sha256, read_manifest
+    from vestige_zoo.weights import file_sha256, shipped_weights
 
-    shipped = read_manifest()
-    out: dict[str, Any] = {"generators": {s: {"weights": shipped[s].file, "weights_sha256": shipped[s].sha256}
+    shipped = shipped_weights()
+    out: dict[str, Any] = {"generators": {s: {"weights": shipped.entry(s).file, "weights_sha256": shipped.entry(s).sha256}
                                           for s in sources if s != REAL}}
     if REAL in sources:
         out["cifar10"] = {"file": zip_path.name, "sha256": file_sha256(zip_path)}

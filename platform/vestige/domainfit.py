@@ -18,7 +18,7 @@ it). The rates are recorded in the domain under ``held_out_generators``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -290,37 +290,16 @@ def summary(record: Mapping[str, Any]) -> str:
 
 def ship_refit(detector: TrainableDetector, old_sha256: str, data: bytes, command: str) -> Path:
     """Replace the plugin's shipped artifact ``old_sha256`` by ``data`` in its ``weights/`` folder and manifest."""
-    import hashlib
-    import json
-    import re
     import sys
 
-    folder = Path(sys.modules[type(detector).__module__].__file__).resolve().parent / "weights"
-    manifest_path = folder / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError):
-        raise InvalidInputError(f"{manifest_path} cannot be read; is {detector.name} a plugin that ships weights?") from None
-    entries = [e for e in _walk(manifest) if e.get("sha256") == old_sha256 and isinstance(e.get("file"), str)]
-    if len(entries) != 1:
-        raise InvalidInputError(f"{manifest_path} has no shipped artifact {old_sha256[:12]}; --ship replaces shipped files only")
-    entry = entries[0]
-    digest = hashlib.sha256(data).hexdigest()
-    name = re.sub(r"-[0-9a-f]{8}\.safetensors$", "", entry["file"]) + f"-{digest[:8]}.safetensors"
-    (folder / name).write_bytes(data)
-    if name != entry["file"]:
-        (folder / entry["file"]).unlink(missing_ok=True)
-    entry.setdefault("trained_sha256", entry.get("domain_refit_of", old_sha256))  # the network's own training
-    entry.update(file=name, sha256=digest, size=len(data), domain_refit_of=old_sha256, domain_command=command)
-    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    return folder / name
+    from vestige.weightfiles import ShippedManifest
 
-
-def _walk(value: Any) -> Iterator[dict[str, Any]]:
-    if isinstance(value, dict):
-        yield value
-        for item in value.values():
-            yield from _walk(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _walk(item)
+    manifest = ShippedManifest.read(Path(sys.modules[type(detector).__module__].__file__).resolve().parent / "weights")
+    entry = manifest.with_sha256(old_sha256)
+    if entry is None:
+        raise InvalidInputError(f"{manifest.path} has no shipped artifact {old_sha256[:12]}; --ship replaces shipped files only")
+    metadata = {**entry.metadata, "domain_refit_of": old_sha256, "domain_command": command}
+    metadata.setdefault("trained_sha256", entry.metadata.get("domain_refit_of", old_sha256))  # the network's own training
+    new = manifest.add(entry.name, data, metadata)
+    manifest.write()
+    return new.path

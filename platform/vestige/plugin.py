@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from vestige.errors import VestigeError
 from vestige.hookspecs import hookimpl
-from vestige.weightfiles import WeightsMismatchError, file_sha256, load_verified
+from vestige.weightfiles import SHIPPED_FORMAT, ShippedEntry, ShippedManifest, WeightsMismatchError, file_sha256, load_verified
 
 if TYPE_CHECKING:
     import numpy as np
@@ -41,6 +41,9 @@ __all__ = [
     "Perturbation",
     "Picture",
     "ReportSection",
+    "SHIPPED_FORMAT",
+    "ShippedEntry",
+    "ShippedManifest",
     "VestigeError",
     "WeightsMismatchError",
     "file_sha256",

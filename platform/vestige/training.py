@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from vestige.errors import InvalidInputError, VestigeError
-from vestige.plugin import Detector, ImageInput
+from vestige.plugin import Detector, ImageInput, ShippedManifest
 
 if TYPE_CHECKING:
     import numpy as np
@@ -273,7 +273,8 @@ class TrainableDetector(Detector):
         """
 
     def shipped_artifact(self) -> ArtifactFile | None:
-        """The default artifact inside the plugin package, verified, or ``None`` when it ships none."""
+        """The default artifact inside the plugin package, verified, or ``None`` when it ships none
+        (usually :func:`read_shipped` of the plugin's ``weights/`` folder)."""
         return None
 
     def domain_scores(self, images: Sequence[ImageInput]) -> DomainScores:
@@ -361,3 +362,13 @@ def read_artifact_file(path: Path, *, origin: str = "shipped", expected_sha256: 
         raise InvalidInputError(f"model artifact {path} has SHA-256 {digest[:12]}…, not the recorded "
                                 f"{expected_sha256[:12]}…: it was modified or damaged; reinstall the plugin")
     return ArtifactFile.from_bytes(data, origin=origin, name=str(path))
+
+
+def read_shipped(folder: Path, name: str | None = None) -> ArtifactFile | None:
+    """Entry ``name`` (default: the default entry) of the shipped-weights manifest of ``folder``, its bytes
+    checked against the manifest; ``None`` when ``name`` is ``None`` and the folder names no default."""
+    manifest = ShippedManifest.read(folder)
+    if name is None and manifest.default is None:
+        return None
+    entry = manifest.entry(name)
+    return ArtifactFile.from_bytes(entry.read_bytes(), origin="shipped", name=str(entry.path))

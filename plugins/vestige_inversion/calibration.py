@@ -19,7 +19,6 @@ never used: the detector skips them and says to recalibrate.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,7 +28,8 @@ from typing import Any
 import numpy as np
 
 from vestige.errors import InvalidInputError
-from vestige.training import ArtifactFile, pack_artifact, read_artifact_file
+from vestige.plugin import ShippedManifest
+from vestige.training import ArtifactFile, pack_artifact, read_shipped
 from vestige_inversion.statistics import Threshold, complexity
 
 DETECTOR = "inversion"
@@ -38,6 +38,8 @@ VERSION = "2"
 LEGACY_FORMAT = 1
 FORMAT = 2
 SHIPPED_DIR = Path(__file__).resolve().parent / "calibrations"
+#: The shipped set's entry in ``calibrations/manifest.json`` (a shipped-weights manifest).
+SHIPPED_NAME = "calibration-set"
 
 
 @dataclass(frozen=True)
@@ -228,31 +230,17 @@ def merged(base: Mapping[str, Calibration | LegacyCalibration], new: Calibration
 # -- the set shipped inside the plugin ----------------------------------------------------
 
 
-def shipped_manifest(folder: Path = SHIPPED_DIR) -> dict[str, Any]:
-    path = folder / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def shipped_set(folder: Path = SHIPPED_DIR) -> ArtifactFile | None:
     """The shipped calibration set, verified against the manifest's SHA-256, or ``None``."""
-    manifest = shipped_manifest(folder)
-    if not manifest:
-        return None
-    return read_artifact_file(folder / manifest["file"], origin="shipped", expected_sha256=manifest["sha256"])
+    return read_shipped(folder)
 
 
 def ship(calibrations: Mapping[str, Calibration], folder: Path = SHIPPED_DIR) -> Path:
-    """Write ``calibrations`` as the shipped set and its manifest (maintainers)."""
-    data = pack_set(calibrations)
-    digest = hashlib.sha256(data).hexdigest()
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("calibration-set-*.safetensors"):
-        old.unlink()
-    path = folder / f"calibration-set-{digest[:8]}.safetensors"
-    path.write_bytes(data)
-    manifest = {"file": path.name, "sha256": digest, "size": len(data),
-                "generators": {name: {**c.summary(), "weights_sha256": c.weights_sha256,
-                                      "settings": dict(c.settings), "record": dict(c.record)}
-                               for name, c in sorted(calibrations.items()) if isinstance(c, Calibration)}}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    return path
+    """Write ``calibrations`` as the shipped set and its manifest entry (maintainers)."""
+    manifest = ShippedManifest.read(folder)
+    entry = manifest.add(SHIPPED_NAME, pack_set(calibrations), {
+        "generators": {name: {**c.summary(), "weights_sha256": c.weights_sha256,
+                              "settings": dict(c.settings), "record": dict(c.record)}
+                       for name, c in sorted(calibrations.items()) if isinstance(c, Calibration)}}, make_default=True)
+    manifest.write()
+    return entry.path

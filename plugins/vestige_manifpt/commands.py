@@ -251,9 +251,7 @@ def structure_command(dataset: Path, model_ref: str | None, per_source: int, out
 @click.option("--minutes", type=float, default=None, help="How long it trained, for the manifest.")
 def ship_command(file: Path, train_command: str | None, minutes: float | None) -> None:
     """Copy a trained manifpt artifact FILE into the plugin's weights/ and its manifest (for maintainers)."""
-    import hashlib
-    import shutil
-
+    from vestige.plugin import ShippedManifest
     from vestige.training import ArtifactFile
     from vestige_manifpt.detector import WEIGHTS_DIR
 
@@ -261,19 +259,14 @@ def ship_command(file: Path, train_command: str | None, minutes: float | None) -
     artifact = ArtifactFile.from_bytes(data, name=str(file))
     if artifact.detector != "manifpt" or artifact.info.get("kind") != "attributor":
         raise click.UsageError(f"{file} is not a trained manifpt model")
-    sha = hashlib.sha256(data).hexdigest()
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    target = WEIGHTS_DIR / f"manifpt-{sha[:8]}.safetensors"
-    for old in WEIGHTS_DIR.glob("manifpt-*.safetensors"):
-        if old != target:
-            old.unlink()
-    shutil.copyfile(file, target)
-    manifest = {"manifpt": {"file": target.name, "sha256": sha, "size": len(data), "space": artifact.info["space"],
-                            "validation": artifact.info.get("validation"), "dataset_sha256": artifact.info.get("dataset_sha256"),
-                            "training": {"command": train_command, "minutes": minutes,
-                                         "epochs_run": artifact.info.get("training", {}).get("epochs_run")}}}
-    (WEIGHTS_DIR / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    click.echo(f"shipped {target.name} ({len(data)} bytes)")
+    manifest = ShippedManifest.read(WEIGHTS_DIR)
+    entry = manifest.add("manifpt", data, {
+        "space": artifact.info["space"], "validation": artifact.info.get("validation"),
+        "dataset_sha256": artifact.info.get("dataset_sha256"),
+        "training": {"command": train_command, "minutes": minutes,
+                     "epochs_run": artifact.info.get("training", {}).get("epochs_run")}}, make_default=True)
+    manifest.write()
+    click.echo(f"shipped {entry.file} ({entry.size} bytes)")
 
 
 @manifpt.command("evaluate")

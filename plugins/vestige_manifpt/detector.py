@@ -207,15 +207,9 @@ class ManifptDetector(TrainableDetector):
         self._state = None
 
     def shipped_artifact(self) -> ArtifactFile | None:
-        import json
+        from vestige.training import read_shipped
 
-        from vestige.training import read_artifact_file
-
-        manifest = WEIGHTS_DIR / "manifest.json"
-        if not manifest.is_file():
-            return None
-        entry = json.loads(manifest.read_text())["manifpt"]
-        return read_artifact_file(WEIGHTS_DIR / entry["file"], origin="shipped", expected_sha256=entry["sha256"])
+        return read_shipped(WEIGHTS_DIR)
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -7,7 +7,6 @@ stays fast.
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import numpy as np
 from vestige.errors import InvalidInputError
 from vestige.plugin import Finding, ImageInput, VestigeError
 from vestige.domain import DomainScores, decide
-from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_artifact_file
+from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_shipped
 
 ARTIFACT_FORMAT = "repmix/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -139,15 +138,7 @@ class RepMixDetector(TrainableDetector):
 
     def shipped_artifact(self) -> ArtifactFile | None:
         """The manifest's ``default`` entry of ``weights/``, hashed against the manifest on every read."""
-        manifest = WEIGHTS_DIR / "manifest.json"
-        if not manifest.is_file():
-            return None
-        try:
-            content = json.loads(manifest.read_text())
-            entry = content["artifacts"][content["default"]]
-        except (ValueError, KeyError, TypeError):
-            raise ArtifactMismatchError(f"{manifest} does not name its default artifact; reinstall the plugin") from None
-        return read_artifact_file(WEIGHTS_DIR / entry["file"], origin="shipped", expected_sha256=entry["sha256"])
+        return read_shipped(WEIGHTS_DIR)
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -61,18 +61,18 @@ def zoo() -> None:
 @_weights_option
 def list_command(as_json: bool, weights: Path | None) -> None:
     """List the models with their weight hashes and design choices."""
-    from vestige_zoo.weights import read_manifest
+    from vestige_zoo.weights import shipped_weights
 
-    shipped = read_manifest(_folder(weights))
+    shipped = shipped_weights(_folder(weights))
     entries = []
     for model in list_models():
-        record = shipped.get(model.name)
+        record = shipped.entries.get(model.name)
         entries.append({
             "name": model.name, "kind": "generator" if model.is_generator else "classifier",
             "description": model.description, "design": model.design,
             "latent_shape": list(model.latent_shape), "num_classes": len(CLASSES),
             "weights": record.file if record else None, "sha256": record.sha256 if record else None,
-            "size": record.size if record else None, "training": record.training if record else None,
+            "size": record.size if record else None, "training": record.metadata.get("training") if record else None,
         })
     if as_json:
         click.echo(json.dumps(entries, indent=2, ensure_ascii=False))
@@ -111,10 +111,10 @@ def grid(names: tuple[str, ...], per_class: int, seed: int, out: Path, prefix: s
     """Write a sample grid per generator (one row per class, airplane at the top)."""
     from vestige_zoo.registry import load_generator
     from vestige_zoo.sampling import class_grid
-    from vestige_zoo.weights import read_manifest
+    from vestige_zoo.weights import shipped_weights
 
     folder = _folder(weights)
-    available = read_manifest(folder)
+    available = shipped_weights(folder)
     out.mkdir(parents=True, exist_ok=True)
     for name in names or [m.name for m in list_models(generators_only=True) if weights is None or m.name in available]:
         path = out / f"{prefix}{name}.png"
@@ -180,10 +180,10 @@ def evaluate(names: tuple[str, ...], data: Path | None, per_class: int, seed: in
         result["classifier_test"] = classifier_test_accuracy(data)
         click.echo(f"classifier accuracy on the CIFAR-10 test split: {result['classifier_test']['accuracy']:.1%} "
                    f"({result['classifier_test']['n']} images)")
-    from vestige_zoo.weights import read_manifest
+    from vestige_zoo.weights import shipped_weights
 
     folder = _folder(weights)
-    available = read_manifest(folder)
+    available = shipped_weights(folder)
     classifier = load_network(CLASSIFIER)
     chosen = names or [m.name for m in list_models(generators_only=True) if weights is None or m.name in available]
     rows = [sample_class_accuracy(n, per_class, seed, classifier, folder) for n in chosen]

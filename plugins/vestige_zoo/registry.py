@@ -19,15 +19,16 @@ from vestige.errors import NotFoundError
 from vestige.plugin import GeneratorSpec, InputSpec
 from vestige_zoo.catalog import LATENT_DIM, ZooModel, get_model, list_models
 from vestige_zoo.stylegan_net import ExplicitNoise, StyleGenerator
-from vestige_zoo.weights import WEIGHTS_DIR, WeightsRecord, read_manifest, verified_state
+from vestige.plugin import ShippedEntry
+from vestige_zoo.weights import WEIGHTS_DIR, shipped_weights, verified_state
 
 VERSION = "1"
 
 
-def weights_record(name: str, folder: Path = WEIGHTS_DIR) -> WeightsRecord:
+def weights_record(name: str, folder: Path = WEIGHTS_DIR) -> ShippedEntry:
     """The manifest entry of model ``name``; a model without shipped weights is refused."""
     get_model(name)
-    record = read_manifest(folder).get(name)
+    record = shipped_weights(folder).entries.get(name)
     if record is None:
         raise NotFoundError(f"zoo model {name!r} has no shipped weights; train it with `vestige zoo train {name}` and ship them.")
     return record
@@ -37,7 +38,7 @@ def load_network(name: str, folder: Path = WEIGHTS_DIR) -> nn.Module:
     """The model's whole trained network in eval mode, from weights whose SHA-256 was checked."""
     record = weights_record(name, folder)
     network = get_model(name).network()
-    network.load_state_dict(verified_state(folder / record.file, record.sha256))
+    network.load_state_dict(record.load())
     return network.eval().requires_grad_(False)
 
 
@@ -82,7 +83,7 @@ def inversion_latent_shape(model: ZooModel) -> tuple[int, ...]:
 
 def generator_spec(model: ZooModel, folder: Path = WEIGHTS_DIR) -> GeneratorSpec:
     """The :class:`GeneratorSpec` of one zoo generator (weights load when ``build`` is called)."""
-    record = read_manifest(folder).get(model.name)
+    record = shipped_weights(folder).entries.get(model.name)
     explicit_noise = _explicit_noise(model)
     return GeneratorSpec(
         name=model.name,
@@ -99,7 +100,7 @@ def generator_spec(model: ZooModel, folder: Path = WEIGHTS_DIR) -> GeneratorSpec
 
 def generator_specs(folder: Path = WEIGHTS_DIR) -> list[GeneratorSpec]:
     """Specs of every zoo generator that has shipped weights."""
-    shipped = read_manifest(folder)
+    shipped = shipped_weights(folder)
     return [generator_spec(m, folder) for m in list_models(generators_only=True) if m.name in shipped]
 
 

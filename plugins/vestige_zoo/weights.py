@@ -1,58 +1,34 @@
 """Shipped weights: fp16 safetensors files named ``<name>-<sha256[:8]>.safetensors``.
 
-``weights/manifest.json`` inside this package records, per model, the file
-name, its full SHA-256, its size and how it was trained. Every load hashes the
-file and refuses one whose bytes do not match the manifest. Files are only ever
-read with ``safetensors`` (no pickle).
+``weights/manifest.json`` inside this package is a shipped-weights manifest
+(:class:`vestige.plugin.ShippedManifest`, no default entry): per model, the
+file name, its full SHA-256, its size and, under ``training``, how it was
+trained. Every load hashes the file and refuses one whose bytes do not match
+the manifest. Files are only ever read with ``safetensors`` (no pickle).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vestige.plugin import WeightsMismatchError, file_sha256, load_verified
+from vestige.plugin import ShippedEntry, ShippedManifest, WeightsMismatchError, file_sha256, load_verified
 
-__all__ = ["WeightsMismatchError", "file_sha256", "read_manifest", "save_state", "save_weights", "ship", "verified_state",
-           "write_manifest"]
+__all__ = ["WeightsMismatchError", "file_sha256", "save_state", "save_weights", "ship", "shipped_weights", "verified_state"]
 
 if TYPE_CHECKING:
     import torch
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-MANIFEST = "manifest.json"
+#: What to do about a missing or modified weight file.
+REMEDY = "reinstall vestige (or run `vestige zoo train`) to restore it"
 
 
-@dataclass(frozen=True)
-class WeightsRecord:
-    """One manifest entry: the file, its SHA-256 and size, and the training record."""
-
-    name: str
-    file: str
-    sha256: str
-    size: int
-    training: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"file": self.file, "sha256": self.sha256, "size": self.size, "training": self.training}
-
-
-def read_manifest(folder: Path = WEIGHTS_DIR) -> dict[str, WeightsRecord]:
-    """The manifest of ``folder``: model name -> record (empty when there is none)."""
-    path = folder / MANIFEST
-    if not path.is_file():
-        return {}
-    raw = json.loads(path.read_text())
-    return {name: WeightsRecord(name=name, **entry) for name, entry in raw.items()}
-
-
-def write_manifest(records: dict[str, WeightsRecord], folder: Path = WEIGHTS_DIR) -> None:
-    """Write ``records`` as ``folder``'s manifest, sorted by name."""
-    text = json.dumps({n: records[n].to_dict() for n in sorted(records)}, indent=2, sort_keys=True)
-    (folder / MANIFEST).write_text(text + "\n")
+def shipped_weights(folder: Path = WEIGHTS_DIR) -> ShippedManifest:
+    """The shipped-weights manifest of ``folder``: one entry per model (empty when there is none)."""
+    return ShippedManifest.read(folder, remedy=REMEDY)
 
 
 def save_state(state: dict[str, torch.Tensor], name: str, folder: Path) -> tuple[Path, str]:
@@ -84,10 +60,10 @@ def save_weights(module: torch.nn.Module, name: str, folder: Path) -> tuple[Path
 
 def verified_state(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
     """Read a safetensors file after checking its SHA-256; floating tensors come back as fp32."""
-    return load_verified(path, expected_sha256, remedy="reinstall vestige (or run `vestige zoo train`) to restore it")
+    return load_verified(path, expected_sha256, remedy=REMEDY)
 
 
-def ship(trained_dir: Path, names: list[str] | None = None, folder: Path = WEIGHTS_DIR) -> list[WeightsRecord]:
+def ship(trained_dir: Path, names: list[str] | None = None, folder: Path = WEIGHTS_DIR) -> list[ShippedEntry]:
     """Copy trained weights and their training records from ``trained_dir`` into ``folder`` and its manifest.
 
     ``trained_dir`` is a ``vestige zoo train --out`` folder: ``<name>.json``
@@ -95,30 +71,25 @@ def ship(trained_dir: Path, names: list[str] | None = None, folder: Path = WEIGH
     with a manifest (a candidate release), whose entries are shipped as they
     are. A model's previous file is removed when its hash changes.
     """
-    records = read_manifest(folder)
+    manifest = shipped_weights(folder)
     shipped = []
     for info in _training_outputs(trained_dir):
         name = info.get("name")
         if not name or "weights" not in info or (names and name not in names):
             continue
         source = trained_dir / info["weights"]
-        sha = file_sha256(source)
-        if sha != info["sha256"]:
+        data = source.read_bytes()
+        if hashlib.sha256(data).hexdigest() != info["sha256"]:
             raise WeightsMismatchError(f"{source.name} does not match its training record; train it again.")
-        folder.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, folder / source.name)
-        old = records.get(name)
-        if old and old.file != source.name:
-            (folder / old.file).unlink(missing_ok=True)
         training = {k: v for k, v in info.items() if k not in {"name", "weights", "sha256"}}
-        records[name] = WeightsRecord(name, source.name, sha, source.stat().st_size, training)
-        shipped.append(records[name])
-    write_manifest(records, folder)
+        shipped.append(manifest.add(name, data, {"training": training}))
+    manifest.write()
     return shipped
 
 
 def _training_outputs(trained_dir: Path) -> list[dict[str, Any]]:
     """The training records in ``trained_dir``: its manifest's entries, or its ``<name>.json`` files."""
-    if (trained_dir / MANIFEST).is_file():
-        return [{"name": r.name, "weights": r.file, "sha256": r.sha256, **r.training} for r in read_manifest(trained_dir).values()]
+    candidate = shipped_weights(trained_dir)
+    if candidate.path.is_file():
+        return [{"name": e.name, "weights": e.file, "sha256": e.sha256, **e.metadata.get("training", {})} for e in candidate]
     return [json.loads(path.read_text()) for path in sorted(trained_dir.glob("*.json"))]
