@@ -238,7 +238,7 @@ def test_reports_list_each_detectors_domain_and_the_images_outside_it():
 
 def test_stored_verdicts_carry_the_outcome_and_the_reason():
     from vestige.db.models import Verdict
-    from vestige.verdicts import verdict_as_dict
+    from vestige.serialise import verdict_as_dict
 
     reason = "outside the validated domain: a 640×427 image, the model was validated on 32×32 images"
     outside = Verdict(image_id=1, detector="fingerprint", detector_version="1.0.0", label="unknown",

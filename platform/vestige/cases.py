@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -59,21 +58,6 @@ def list_cases(session: Session, *, search: str | None = None, member_id: int | 
         pattern = f"%{search}%"
         query = query.where(sa.or_(Case.reference.ilike(pattern), Case.title.ilike(pattern)))
     return [(case, n) for case, n in session.execute(query, params).all()]
-
-
-def case_dict(case: Case, images: int | None = None) -> dict[str, Any]:
-    """A case as ``--json`` output and the JSON API show it; ``images``: its evidence count, when known."""
-    out: dict[str, Any] = {
-        "reference": case.reference,
-        "title": case.title,
-        "status": case.status,
-        "created_at": case.created_at.isoformat(),
-        "created_by": case.created_by,
-        "custody_events": case.custody_count,
-    }
-    if images is not None:
-        out["images"] = images
-    return out
 
 
 def evidence_count(case: Case) -> int:

@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session, aliased
 
 from vestige.db.models import Case, Image, ImageOccurrence, Perturbation
 from vestige.errors import NotFoundError
+from vestige import serialise
 from vestige.neardup import to_unsigned64
+from vestige.serialise import image_row
 
 
 def list_images(session: Session, case: Case) -> list[dict[str, Any]]:
@@ -43,24 +45,7 @@ def list_images(session: Session, case: Case) -> list[dict[str, Any]]:
         .join(Image, Image.id == Perturbation.image_id)
         .where(Image.case_id == case.id, Image.origin == "derived", Perturbation.basis == "applied")
     )}
-    out = []
-    for image, n_occ, n_near in rows:
-        row = {
-            "id": image.id,
-            "sha256": image.blob_sha256,
-            "size": image.size,
-            "format": image.format,
-            "width": image.width,
-            "height": image.height,
-            "origin": image.origin,
-            "filename": image.original_filename,
-            "duplicates": n_occ - 1,
-            "near_duplicates": n_near,
-        }
-        if image.id in made:
-            row["parent_id"], row["operations"] = made[image.id]
-        out.append(row)
-    return out
+    return [image_row(image, n_occ, n_near, made.get(image.id)) for image, n_occ, n_near in rows]
 
 
 def group_copies(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -127,32 +112,7 @@ def perturbation_history(session: Session, image: Image) -> dict[str, list[dict[
 
 
 def image_record(session: Session, image: Image) -> dict[str, Any]:
-    """The whole record of one image."""
-    return {
-        "id": image.id,
-        "case": image.case.reference,
-        "origin": image.origin,
-        "sha256": image.blob_sha256,
-        "size": image.size,
-        "media_type": image.media_type,
-        "format": image.format,
-        "mode": image.mode,
-        "width": image.width,
-        "height": image.height,
-        "frames": image.frames,
-        "original_filename": image.original_filename,
-        "source": image.source,
-        "acquired_by": image.acquired_by,
-        "acquired_at": image.acquired_at.isoformat(),
-        "hashes": {"phash": _hex(image.phash), "dhash": _hex(image.dhash), "whash": _hex(image.whash),
-                   "colorhash": _hex(image.colorhash)},
-        "occurrences": [
-            {"filename": o.original_filename, "container": o.container, "member_index": o.member_index, "source": o.source,
-             "acquired_by": o.acquired_by, "acquired_at": o.acquired_at.isoformat(),
-             **({"filename_bytes_hex": o.original_filename_bytes.hex()} if o.original_filename_bytes else {}),
-             **({"container_bytes_hex": o.container_bytes.hex()} if o.container_bytes else {})}
-            for o in image.occurrences
-        ],
-        "metadata": image.metadata_summary,
-        "perturbations": perturbation_history(session, image),
-    }
+    """The whole record of one image (its form: :func:`vestige.serialise.image_record`)."""
+    hashes = {"phash": _hex(image.phash), "dhash": _hex(image.dhash), "whash": _hex(image.whash),
+              "colorhash": _hex(image.colorhash)}
+    return serialise.image_record(image, hashes, perturbation_history(session, image))

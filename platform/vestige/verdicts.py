@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from vestige.db.models import Analysis, Blob, Image, Verdict
-from vestige.plugin import Finding, outcome_of, reason_of
+from vestige.plugin import Finding
 from vestige.store import BlobStore
 
 #: dtype of stored embeddings.
@@ -74,19 +74,6 @@ def store_findings(session: Session, store: BlobStore, analysis_id: int, pairs: 
         ))
         count += 1
     return count
-
-
-def verdict_as_dict(verdict: Verdict) -> dict[str, Any]:
-    """A verdict's JSON form (embedding left out: it is a vector, not a finding)."""
-    return {
-        "image_id": verdict.image_id, "detector": verdict.detector, "detector_version": verdict.detector_version,
-        "model_sha256": verdict.model_sha256, "label": verdict.label, "source": verdict.source,
-        "scores": verdict.scores, "confidence": verdict.confidence, "evidence": verdict.evidence,
-        "pictures": verdict.pictures, "device": verdict.device, "precision": verdict.precision,
-        "runtime_ms": None if verdict.runtime_ms is None else round(verdict.runtime_ms, 3), "error": verdict.error,
-        "outcome": "inconclusive" if verdict.error else outcome_of(verdict.label, verdict.source),
-        "reason": reason_of(verdict.evidence),
-    }
 
 
 def stated_confidence(finding: Mapping[str, Any]) -> float | None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, g, render_template, request
@@ -11,6 +10,7 @@ from vestige.checkpoints import check_against_checkpoint
 from vestige.custody import NewEvent, list_events, verify_chain
 from vestige.errors import VestigeError
 from vestige.db.models import Case
+from vestige.serialise import custody_event_dict
 from vestige_web.access import find_case
 from vestige_web.auth import require_login
 from vestige_web.errors import is_api_request
@@ -38,10 +38,7 @@ def custody_state(case: Case) -> dict[str, Any]:
     session = vestige.session
     report = verify_chain(session, case)
     stored = list_events(session, case)
-    events = [
-        {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": json.loads(e.details), "hash": e.hash}
-        for e in stored
-    ]
+    events = [custody_event_dict(e) for e in stored]
     intact, problem, checkpoint = report.intact, report.problem, None
     if intact:
         try:

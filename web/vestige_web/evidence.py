@@ -12,17 +12,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from vestige.analysisplan import describe_duration, detector_options, detector_progress, seconds_left
+from vestige.analysisplan import describe_duration, detector_options
 from vestige.catalog import group_copies, image_record, list_images
 from vestige.config import Config
 from vestige.derivatives import chain_name
 from vestige.db.models import Analysis, Case, Image, Perturbation, Report, User, Verdict
-from vestige.jobs.recovery import waiting_reason
 from vestige.merge import merge_verdicts
 from vestige.plugins import VestigePluginManager, get_detectors
 from vestige.robustness import PROBES
 from vestige.store import BlobStore
-from vestige.verdicts import verdict_as_dict
+from vestige.serialise import analysis_dict, finding_dict
 from vestige_web.access import filter_related, visible_case_ids
 
 log = logging.getLogger(__name__)
@@ -61,11 +60,6 @@ def detector_choices(session: Session, store: BlobStore, pm: VestigePluginManage
              "estimate_robustness": describe_duration(o.estimate_s(copies))} for o in options]
 
 
-def verdict_dict(v: Verdict, kinds: dict[str, str]) -> dict[str, Any]:
-    """A verdict as the pages and the API show it: its JSON form, the analysis it belongs to, its detector's kind."""
-    return {"analysis_id": v.analysis_id, **verdict_as_dict(v), "kind": kinds.get(v.detector, "attribution")}
-
-
 _NEWEST = (
     sa.select(Verdict.image_id, sa.func.max(Verdict.analysis_id).label("analysis_id"))
     .where(Verdict.image_id.in_(sa.bindparam("ids", expanding=True))).group_by(Verdict.image_id).subquery()
@@ -85,7 +79,7 @@ def latest_findings(session: Session, image_ids: list[int], kinds: dict[str, str
     rows = session.execute(_LATEST_VERDICTS, {"ids": list(image_ids)}).scalars()
     out: dict[int, list[dict[str, Any]]] = {}
     for verdict in rows:
-        out.setdefault(verdict.image_id, []).append(verdict_dict(verdict, kinds))
+        out.setdefault(verdict.image_id, []).append(finding_dict(verdict, kinds))
     return out
 
 
@@ -115,30 +109,6 @@ def visible_near_duplicates(session: Session, user: User, image_ids: list[int]) 
     return counts
 
 
-def analysis_dict(a: Analysis, session: Session | None = None, config: Config | None = None) -> dict[str, Any]:
-    """An analysis as the pages and the API show it; an unfinished one, given ``session`` and ``config``, also
-    has each detector's progress (``by_detector``), the time left (``seconds_left``, ``eta``) and, when nothing
-    can run it, why (``waiting``)."""
-    out: dict[str, Any] = {
-        "id": a.id,
-        "status": a.status,
-        "detectors": a.detectors,
-        "progress_done": a.progress_done,
-        "progress_total": a.progress_total,
-        "requested_by": a.requested_by,
-        "created_at": a.created_at.isoformat(),
-        "finished_at": a.finished_at.isoformat() if a.finished_at else None,
-        "error": a.error,
-    }
-    if a.finished_at is None and session is not None and config is not None:
-        progress = detector_progress(session, a)
-        left = seconds_left(progress)
-        out.update(by_detector=[{**row, "eta": None if row["seconds_left"] is None else describe_duration(row["seconds_left"])}
-                                for row in progress],
-                   seconds_left=left, eta=describe_duration(left), waiting=waiting_reason(session, config, a))
-    return out
-
-
 def case_analyses(session: Session, case: Case, config: Config | None = None) -> list[dict[str, Any]]:
     """The case's analyses, newest first (see :func:`analysis_dict` for what ``config`` adds)."""
     rows = session.execute(sa.select(Analysis).where(Analysis.case_id == case.id).order_by(Analysis.id.desc()))
@@ -147,11 +117,6 @@ def case_analyses(session: Session, case: Case, config: Config | None = None) ->
 
 def case_reports(session: Session, case: Case) -> list[Report]:
     return list(session.execute(sa.select(Report).where(Report.case_id == case.id).order_by(Report.id.desc())).scalars())
-
-
-def report_dict(r: Report) -> dict[str, Any]:
-    return {"id": r.id, "format": r.format, "size": r.size, "sha256": r.blob_sha256, "analysis_id": r.analysis_id,
-            "signed": r.signature is not None, "created_by": r.created_by, "created_at": r.created_at.isoformat()}
 
 
 def case_images(session: Session, user: User, case: Case, pm: VestigePluginManager) -> list[dict[str, Any]]:

@@ -15,7 +15,8 @@ from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass
 from vestige.db.models import Analysis, Image
 from vestige.errors import NotFoundError
 from vestige.robustness import entry_change
-from vestige.verdicts import analysis_verdicts, verdict_as_dict
+from vestige.serialise import analysis_dict, verdict_as_dict
+from vestige.verdicts import analysis_verdicts
 
 
 def _progress_reporter(label: str):  # type: ignore[no-untyped-def]
@@ -192,13 +193,7 @@ def verdicts(state: State, reference: str, analysis_id: int | None, as_json: boo
 
 def _analysis_json(session, analysis: Analysis) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     return {
-        "analysis": {
-            "id": analysis.id, "status": analysis.status, "detectors": analysis.detectors,
-            "robustness": analysis.options.get("robustness", False), "requested_by": analysis.requested_by,
-            "created_at": analysis.created_at.isoformat(),
-            "finished_at": analysis.finished_at.isoformat() if analysis.finished_at else None,
-            "progress": {"done": analysis.progress_done, "total": analysis.progress_total}, "error": analysis.error,
-        },
+        "analysis": analysis_dict(analysis),
         "verdicts": [verdict_as_dict(v) for v in analysis_verdicts(session, analysis)],
         "summary": analysis.summary,
     }

@@ -11,6 +11,7 @@ from vestige.cases import get_case, list_cases
 from vestige.checkpoints import append_checkpoints, check_against_checkpoint
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
 from vestige.custody import list_events, verify_chain
+from vestige.serialise import custody_event_dict
 
 
 @cli.group("custody")
@@ -66,10 +67,7 @@ def custody_log(state: State, reference: str, as_json: bool) -> None:
     """Print the events of a case in order."""
     with state.workspace.db.session() as session:
         events = list_events(session, get_case(session, reference))
-        rows = [
-            {"seq": e.seq, "at": e.at, "actor": e.actor, "action": e.action, "details": json.loads(e.details), "hash": e.hash}
-            for e in events
-        ]
+        rows = [custody_event_dict(e) for e in events]
     if as_json:
         echo_json(rows)
     else:
