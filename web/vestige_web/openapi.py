@@ -6,6 +6,7 @@ from typing import Any
 
 from vestige import __version__
 from vestige.db.models import REPORT_FORMATS
+from vestige.serialise import ANALYSIS, CASE, CUSTODY_EVENT, FINDING, IMAGE_RECORD, IMAGE_ROW, REPORT
 
 ERROR_STATUSES = {
     "400": "The request is malformed.",
@@ -28,16 +29,7 @@ SCHEMAS: dict[str, Any] = {
                        "status": {"type": "integer"}},
         "additionalProperties": False,
     },
-    "Case": {
-        "type": "object",
-        "required": ["reference", "title", "status", "created_at", "created_by", "custody_events"],
-        "properties": {
-            "reference": {"type": "string"}, "title": {"type": "string"},
-            "status": {"type": "string", "enum": ["open", "closed"]},
-            "created_at": {"type": "string", "format": "date-time"}, "created_by": {"type": "string"},
-            "custody_events": {"type": "integer"}, "images": {"type": "integer"},
-        },
-    },
+    "Case": CASE.schema(),
     "NewCase": {
         "type": "object",
         "required": ["reference", "title"],
@@ -58,64 +50,24 @@ SCHEMAS: dict[str, Any] = {
                                       "description": "The weakest calibrated confidence among the deciding findings."},
                        "explanation": {"type": "string", "description": "One sentence an examiner can read aloud."}},
     },
-    "ImageRow": {
-        "type": "object",
-        "required": ["id", "sha256", "size", "format", "width", "height", "filename", "duplicates", "near_duplicates", "verdict"],
-        "properties": {
-            "id": {"type": "integer"}, "sha256": {"type": "string"}, "size": {"type": "integer"},
-            "format": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"},
-            "origin": {"type": "string"}, "filename": {"type": "string"}, "duplicates": {"type": "integer"},
-            "near_duplicates": {"type": "integer", "description": "Links to near-duplicate evidence images."},
-            "verdict": {"$ref": "#/components/schemas/MergedVerdict"},
-            "copies": {"type": "array", "description": "The lab's own copies of this image (robustness probes): "
-                                                       "not evidence, and without a verdict of their own.",
-                       "items": {"type": "object", "required": ["id", "operations"],
-                                 "properties": {"id": {"type": "integer"}, "operations": {"type": "array", "items": _OBJ}}}},
-        },
-    },
-    "Finding": {
-        "type": "object",
-        "required": ["detector", "label"],
-        "properties": {"detector": {"type": "string"}, "label": {"type": "string"}, "source": _STR_OR_NULL,
-                       "confidence": {"type": "number", "nullable": True}, "error": _STR_OR_NULL,
-                       "outcome": {"type": "string", "enum": ["real", "synthetic", "synthetic-unknown-source",
-                                                             "inconclusive"]},
-                       "reason": {**_STR_OR_NULL, "description": "Why it is not a plain attribution, e.g. outside "
-                                                                 "the model's validated domain (docs/verdicts.md)."}},
-    },
-    "ImageRecord": {
-        "type": "object",
-        "required": ["id", "case", "sha256", "hashes", "metadata", "perturbations", "findings"],
-        "properties": {
-            "id": {"type": "integer"}, "case": {"type": "string"}, "sha256": {"type": "string"},
-            "hashes": _OBJ, "metadata": _OBJ, "perturbations": _OBJ,
-            "findings": {"type": "array", "items": {"$ref": "#/components/schemas/Finding"}},
-            "verdict": {"type": "object", "nullable": True},
-        },
-    },
-    "Analysis": {
-        "type": "object",
-        "required": ["id", "status", "progress_done", "progress_total"],
-        "properties": {"id": {"type": "integer"}, "status": {"type": "string"},
-                       "progress_done": {"type": "integer"}, "progress_total": {"type": "integer"},
-                       "by_detector": {"type": "array", "description": "Unfinished analyses: each detector's progress.",
-                                       "items": {"type": "object", "required": ["detector", "done", "total", "status"],
-                                                 "properties": {"detector": {"type": "string"}, "done": {"type": "integer"},
-                                                                "total": {"type": "integer"}, "status": {"type": "string"},
-                                                                "seconds_left": {"type": "number", "nullable": True}}}},
-                       "seconds_left": {"type": "number", "nullable": True,
-                                        "description": "Unfinished analyses: estimated seconds left, by measured pace."},
-                       "waiting": {**_STR_OR_NULL, "description": "Unfinished analyses: why nothing can run it "
-                                                                  "(no live worker), with how to start one."}},
-    },
-    "Report": {
-        "type": "object",
-        "required": ["id", "format", "size", "sha256", "created_by", "created_at"],
-        "properties": {"id": {"type": "integer"}, "format": {"type": "string", "enum": list(REPORT_FORMATS)},
-                       "size": {"type": "integer"}, "sha256": {"type": "string"},
-                       "analysis_id": {"type": "integer", "nullable": True}, "signed": {"type": "boolean"},
-                       "created_by": {"type": "string"}, "created_at": {"type": "string", "format": "date-time"}},
-    },
+    "ImageRow": IMAGE_ROW.schema(required=("verdict",), extra={
+        "verdict": {"$ref": "#/components/schemas/MergedVerdict"},
+        "copies": {"type": "array", "description": "The lab's own copies of this image (robustness probes): "
+                                                   "not evidence, and without a verdict of their own.",
+                   "items": {"type": "object", "required": ["id", "operations"],
+                             "properties": {"id": {"type": "integer"}, "operations": {"type": "array", "items": _OBJ}}}},
+    }),
+    "Finding": FINDING.schema(),
+    "ImageRecord": IMAGE_RECORD.schema(required=("findings",), extra={
+        "findings": {"type": "array", "items": {"$ref": "#/components/schemas/Finding"}},
+        "verdict": {"type": "object", "nullable": True},
+        "robustness": {"type": "object", "nullable": True,
+                       "description": "How the verdicts held under the robustness probes of the latest analysis "
+                                      "that ran them."},
+    }),
+    "Analysis": ANALYSIS.schema(),
+    "Report": REPORT.schema(),
+    "CustodyEvent": CUSTODY_EVENT.schema(),
     "IngestSummary": {
         "type": "object",
         "required": ["ok", "ingested", "duplicates", "rejected", "near_duplicate_links"],
@@ -232,7 +184,7 @@ def openapi_document(server: str = "", *, detectors: list[str] | None = None) ->
                                            _ok({"custody": {"type": "object", "required": ["intact", "events", "log"],
                                                             "properties": {"intact": {"type": "boolean"},
                                                                            "events": {"type": "integer"},
-                                                                           "log": {"type": "array", "items": _OBJ}}}},
+                                                                           "log": _items("CustodyEvent")}}},
                                                ["custody"])),
         "/images/{image_id}": _get("One image's whole record (a custody event).", [_IMAGE],
                                    _ok({"image": {"$ref": "#/components/schemas/ImageRecord"}}, ["image"])),
