@@ -294,3 +294,40 @@ def test_the_heat_map_reaches_the_image_page_and_the_reports(vestige, browser, l
         assert vestige("report", "CASE-A", "--format", "pdf", "--out", pdf).exit_code == 0
         pdf_text = subprocess.run(["pdftotext", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
         assert "Heat map: P(synthetic) of each" in " ".join(pdf_text.split())
+
+
+# -- calibrating tiles on full-size references -----------------------------------------------------
+
+def test_a_dev_set_and_an_image_level_calibration_measured_on_other_images(vestige, tmp_path):
+    built = vestige("bench", "build", "tiles-dev", "--out", tmp_path / "dev", "--side", "64", "--pieces", "2",
+                    "--mosaics", "1", "--whole", "1", "--generators", "dcgan-s0")
+    assert built.exit_code == 0, built.stderr
+    counts = json.loads(built.stdout)["images"]
+    assert counts["fit"]["dcgan-s0"] == counts["test"]["dcgan-s0"] == 2 and counts["fit"]["real"] > 0
+    fit_photos = {p.name.rsplit("-", 1)[0] for p in (tmp_path / "dev/fit/real").glob("*.png")}
+    test_photos = {p.name.rsplit("-", 1)[0] for p in (tmp_path / "dev/test/real").glob("*.png")}
+    assert fit_photos and test_photos and not fit_photos & test_photos  # split by photograph, never straddling
+    mosaic = Image.open(tmp_path / "dev/fit/dcgan-s0/mosaic-000.png")
+    assert mosaic.size == (64, 64)
+
+    shipped = FingerprintDetector().shipped_artifact()
+    assert vestige("init").exit_code == 0
+    result = vestige("models", "calibrate-tiles", shipped.sha256[:12], "--images", tmp_path / "dev/fit",
+                     "--test", tmp_path / "dev/test", "--json")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)["tiles"]
+    assert record["rule"] == RULE and record["threshold"] == shipped.open_set_threshold and record["rate"] == 0.01
+    assert record["fit"]["images"] == counts["fit"] and record["fit"]["real_tiled_inside"] > 0
+    assert record["test"]["sources"]["real"]["images"] == counts["test"]["real"]
+    # the threshold lies strictly above every fitted real image's P(synthetic): none of them would be accused
+    from vestige.tilecal import read_folder
+
+    detector = fingerprint()
+    real = [item for source, item in read_folder(tmp_path / "dev/fit") if source == "real"]
+    p_syn = [f.evidence["domain"]["p_synthetic"] for f in run_detector(detector, real)
+             if f.evidence["domain"].get("in_domain")]
+    assert p_syn and max(p_syn) < record["accusation_threshold"]
+    calibrated = fingerprint(record)
+    assert all(f.outcome != "synthetic" and f.label != "synthetic" for f in run_detector(calibrated, real))
+    empty = vestige("models", "calibrate-tiles", shipped.sha256[:12], "--images", tmp_path / "dev/fit/real")
+    assert empty.exit_code == 1 and "holds no images in <source>/ sub-folders" in empty.stderr

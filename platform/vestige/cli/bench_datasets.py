@@ -136,6 +136,30 @@ def bench_build_folders(ctx: click.Context, src: Path, out: Path, val_fraction: 
     _report_dataset(dataset, time.perf_counter() - began)
 
 
+@build_group.command("tiles-dev")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder (fit/ and test/ inside).")
+@click.option("--side", type=click.IntRange(32), default=96, show_default=True, help="Side of every full-size image.")
+@click.option("--pieces", type=click.IntRange(1), default=8, show_default=True, help="Most pieces per photograph.")
+@click.option("--mosaics", type=click.IntRange(0), default=8, show_default=True, help="Mosaics per generator and split.")
+@click.option("--whole", type=click.IntRange(0), default=8, show_default=True, help="Whole 32×32 samples per generator and split.")
+@click.option("--generators", default=None, help="Comma-separated zoo generators (default: all of them).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_device_option
+@click.pass_context
+def bench_build_tiles_dev(ctx: click.Context, out: Path, side: int, pieces: int, mosaics: int, whole: int,
+                          generators: str | None, seed: int, device: str) -> None:
+    """Full-size images for tiling (docs/tiles.md): pieces of the package photographs as `real`, mosaics of zoo
+    samples not aligned with the tile grid and whole samples, split into fit/ and test/."""
+    import json
+
+    from vestige.tile_devset import build_tile_devset
+
+    names = [n.strip() for n in generators.split(",") if n.strip()] if generators else None
+    counts = build_tile_devset(out, side=side, pieces=pieces, mosaics=mosaics, whole=whole, seed=seed,
+                               generators=names, device=device, progress=say_progress)
+    click.echo(json.dumps({"out": str(out), "command": replay_command(ctx), "images": counts}, sort_keys=True))
+
+
 def _report_dataset(dataset, seconds: float) -> None:  # noqa: ANN001 - a vestige.datasets.Dataset
     files = dataset.records()
     size = sum(r.size for r in files) + (dataset.path / "manifest.json").stat().st_size

@@ -210,6 +210,71 @@ def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accu
         click.echo(f"shipped as {shipped}")
 
 
+@models_group.command("calibrate-tiles")
+@click.argument("ref")
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="Full-size reference images, one sub-folder per source (real/, <generator>/): the fit.")
+@click.option("--test", "test_images", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="Other full-size images, same layout: measured with the calibration and recorded with it.")
+@click.option("--accusation-rate", type=float, default=ACCUSATION_RATE, show_default=True,
+              help="Largest share of the fit folder's tiled real images the detector may call synthetic.")
+@click.option("--default", "make_default", is_flag=True, help="Make the calibrated artifact its detector's default.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the artifact file here.")
+@click.option("--ship", is_flag=True, help="Maintainers: replace the plugin's shipped file REF with the calibrated one.")
+@json_option
+@pass_state
+def models_calibrate_tiles(state: State, ref: str, images: Path, test_images: Path | None, accusation_rate: float,
+                           make_default: bool, out: Path | None, ship: bool, as_json: bool) -> None:
+    """Fit the image-level calibration of tiled findings of artifact REF on full-size images (docs/tiles.md).
+
+    A new artifact is registered: the same network and domain, with the
+    calibration (and what it did on --test) under the domain's `tiles`.
+    """
+    from vestige import domainfit
+    from vestige.imagefile import ImageLimits
+    from vestige.tilecal import calibrate_tiles, read_folder
+
+    workspace = state.workspace
+    detectors = trainable_detectors(state)
+    began = time.monotonic()
+    limits = ImageLimits.from_config(state.config.ingest)
+    fit, test = read_folder(images, limits), (read_folder(test_images, limits) if test_images else None)
+    with workspace.db.session() as session:
+        registry = Registry(session, workspace.store)
+        registry.sync_shipped(detectors.values())
+        row = registry.import_file(Path(ref), known_detectors=detectors) if Path(ref).is_file() else registry.get(ref)
+        artifact = registry.read(row)
+        detector = detectors.get(row.detector)
+        if detector is None:
+            raise InvalidInputError(f"artifact {row.sha256[:12]} is for detector {row.detector}, which is not installed")
+        command = (f"vestige models calibrate-tiles {row.sha256[:12]} --images {images}"
+                   + (f" --test {test_images}" if test_images else "") + f" --accusation-rate {accusation_rate}")
+        calibrated = calibrate_tiles(
+            detector, artifact, fit, test, accusation_rate=accusation_rate, max_tiles=state.config.tiles.max_tiles,
+            command=command,
+            progress=lambda line: click.echo(f"[{time.monotonic() - began:7.1f}s] {row.detector}: {line}", err=True))
+        new = registry.add(calibrated.data, origin="trained", make_default=make_default,
+                           dataset_sha256=row.dataset_sha256, metrics=row.metrics, calibration=row.calibration,
+                           info={"tiles_calibration_of": row.sha256, "tiles_command": command})
+        data = artifact_dict(new)
+        if out is not None:
+            registry.export(new, out)
+        shipped = domainfit.ship_refit(detector, row.sha256, calibrated.data, command) if ship else None
+    record = (calibrated.domain or {})["tiles"]
+    if as_json:
+        echo_json({**data, "tiles": record, "shipped_as": None if shipped is None else str(shipped)})
+        return
+    click.echo(f"registered model artifact {data['id']} for {row.detector}: {data['sha256']} (tiles calibration of "
+               f"{row.sha256[:12]})" + (" (default)" if data["default"] else ""))
+    click.echo(f"  accusation threshold {record['accusation_threshold']}, from "
+               f"{record['fit']['real_tiled_inside']} tiled real images inside the domain")
+    result = record.get("test")
+    if result:
+        click.echo(f"  test: attribution {result['attribution']}, real accused {result['real_accused']}")
+    if shipped is not None:
+        click.echo(f"shipped as {shipped}")
+
+
 class TrainGroup(click.Group):
     """One sub-command per installed trainable detector, with the options it declares."""
 
