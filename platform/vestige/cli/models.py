@@ -143,6 +143,17 @@ def models_reset_default(state: State, detector: str) -> None:
     click.echo(f"{detector}: no lab default; the plugin's shipped artifact is used")
 
 
+def _registers_artifact(command):  # noqa: ANN001, ANN202 - a click command function
+    """--default, --out and --ship: the options of the commands that register a new artifact made from REF."""
+    for option in reversed([
+        click.option("--default", "make_default", is_flag=True, help="Make the new artifact its detector's default."),
+        click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the artifact file here."),
+        click.option("--ship", is_flag=True, help="Maintainers: replace the plugin's shipped file REF with the new one."),
+    ]):
+        command = option(command)
+    return command
+
+
 @models_group.command("refit-domain")
 @click.argument("ref")
 @click.option("--dataset", type=click.Path(path_type=Path, file_okay=False), required=True,
@@ -151,9 +162,7 @@ def models_reset_default(state: State, detector: str) -> None:
               help="Share of in-distribution validation images the novelty threshold keeps inside the domain.")
 @click.option("--accusation-rate", type=float, default=ACCUSATION_RATE, show_default=True,
               help="Largest share of real validation images the detector may call synthetic.")
-@click.option("--default", "make_default", is_flag=True, help="Make the refitted artifact its detector's default.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the artifact file here.")
-@click.option("--ship", is_flag=True, help="Maintainers: replace the plugin's shipped file REF with the refitted one.")
+@_registers_artifact
 @json_option
 @pass_state
 def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accusation_rate: float,
@@ -218,9 +227,7 @@ def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accu
               help="Other full-size images, same layout: measured with the calibration and recorded with it.")
 @click.option("--accusation-rate", type=float, default=ACCUSATION_RATE, show_default=True,
               help="Largest share of the fit folder's tiled real images the detector may call synthetic.")
-@click.option("--default", "make_default", is_flag=True, help="Make the calibrated artifact its detector's default.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the artifact file here.")
-@click.option("--ship", is_flag=True, help="Maintainers: replace the plugin's shipped file REF with the calibrated one.")
+@_registers_artifact
 @json_option
 @pass_state
 def models_calibrate_tiles(state: State, ref: str, images: Path, test_images: Path | None, accusation_rate: float,
