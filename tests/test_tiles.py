@@ -331,3 +331,46 @@ def test_a_dev_set_and_an_image_level_calibration_measured_on_other_images(vesti
     assert all(f.outcome != "synthetic" and f.label != "synthetic" for f in run_detector(calibrated, real))
     empty = vestige("models", "calibrate-tiles", shipped.sha256[:12], "--images", tmp_path / "dev/fit/real")
     assert empty.exit_code == 1 and "holds no images in <source>/ sub-folders" in empty.stderr
+
+
+# -- training from full-size references: a dataset of tiles, split by image ---------------------------
+
+def test_folders_cut_into_tiles_keep_each_image_in_one_split_and_report_image_level_accuracy(vestige, tmp_path):
+    from vestige.datasets import open_dataset
+
+    built = vestige("bench", "build", "tiles-dev", "--out", tmp_path / "dev", "--side", "64", "--pieces", "4",
+                    "--mosaics", "6", "--whole", "0", "--generators", "dcgan-s0,vae")
+    assert built.exit_code == 0, built.stderr
+    src = tmp_path / "dev/fit"
+    (src / "real/too-small.png").write_bytes(png(noise(20, 40)))
+    result = vestige("bench", "build", "folders", src, "--out", tmp_path / "tiles", "--tiles", "32",
+                     "--tiles-per-image", "3", "--test-fraction", "0.3", "--val-fraction", "0.2")
+    assert result.exit_code == 0, result.stderr
+    assert "too-small.png is 20×40, smaller than one tile of 32×32" in result.stderr
+    dataset = open_dataset(tmp_path / "tiles")
+    assert dataset.manifest["provenance"]["tiles"] == 32 and "--tiles 32" in dataset.manifest["command"]
+    clean = dataset.records(condition="clean")
+    splits: dict[str, set[str]] = {}
+    for record in clean:
+        assert record.origin["image_size"] == [64, 64] and record.origin["tile"][2] == 32
+        splits.setdefault(record.origin["file"], set()).add(record.split)
+    assert all(len(s) == 1 for s in splits.values())  # tiles of one image never straddle two splits
+    per_image = {f: sum(r.origin["file"] == f for r in clean) for f in splits}
+    assert set(per_image.values()) == {2}  # a 2×2 grid under a cap of 3: an evenly spaced 1×2 sub-grid
+    assert {r.split for r in clean} == {"train", "val", "test"}
+
+    assert vestige("init").exit_code == 0
+    trained = vestige("train", "knn", "--dataset", tmp_path / "tiles", "--json")
+    assert trained.exit_code == 0, trained.stderr
+    metrics = json.loads(trained.stdout)["metrics"]["validation_tiles"]
+    val_images = {r.origin["file"] for r in clean if r.split == "val"}
+    assert metrics["images"] == len(val_images) and metrics["tiles"] == 2 * len(val_images)
+    assert 0 <= metrics["image_accuracy"] <= 1 and 0 <= metrics["tile_accuracy"] <= 1
+
+    bench = vestige("bench", "run", "--dataset", tmp_path / "tiles", "--detectors", "knn", "--out", tmp_path / "run")
+    assert bench.exit_code == 0, bench.stderr
+    results = json.loads((tmp_path / "run/results.json").read_text())["results"]["knn"]
+    clean_seen = results["clean/seen"]["image_level"]
+    test_images = {r.origin["file"] for r in clean if r.split == "test"}
+    assert clean_seen["images"] == len(test_images) and clean_seen["tiles"] == results["clean/seen"]["n"]
+    assert results["reshared/seen"]["image_level"]["images"] == len(test_images)  # copies map to their image

@@ -202,18 +202,18 @@ def aggregate(detector: Detector, grid: TileGrid, chosen: Sequence[tuple[int, in
         first = next((f.reason for f in findings if not _inside(f) and f.reason), None)
         if first:
             reason += f" (first refused tile: {first})"
-        scores = _mean_log(probabilities)
+        scores = mean_log_probability(probabilities)
         domain: dict[str, Any] = {"in_domain": False, "reason": reason, "accusation_threshold": accuse_at,
                                   "p_synthetic": _p_synthetic(scores, sources)}
     elif calibration is None:
-        scores = _mean_log(probabilities[inside])
+        scores = mean_log_probability(probabilities[inside])
         domain = {"in_domain": True, "accusation_threshold": None, "p_synthetic": _p_synthetic(scores, sources),
                   "reason": (f"no image-level calibration: the model's thresholds were validated on whole "
                              f"{grid.side}×{grid.side} images, not on the tiles of a larger image, so "
                              f"{int(inside.sum())} in-domain tiles decide nothing until "
                              f"`vestige models calibrate-tiles` fits one (the heat map shows them)")}
     else:
-        scores = _mean_log(probabilities[inside])
+        scores = mean_log_probability(probabilities[inside])
         decision = conclude(scores, sources, float(calibration["threshold"]), accuse_at)
         label, source, confidence, domain = decision.label, decision.source, decision.confidence, decision.evidence
     domain = {**domain, "tiles_inside": int(inside.sum()), "tiles_analysed": len(findings)}
@@ -238,7 +238,8 @@ def aggregate(detector: Detector, grid: TileGrid, chosen: Sequence[tuple[int, in
         device=first.device if first else "cpu", precision=first.precision if first else "fp32", runtime_ms=runtime_ms)
 
 
-def _mean_log(probabilities: np.ndarray) -> np.ndarray:
+def mean_log_probability(probabilities: np.ndarray) -> np.ndarray:
+    """The rule: per class, the mean of the rows' log-probabilities, renormalised (a normalised geometric mean)."""
     logs = np.log(np.clip(probabilities, _FLOOR, 1.0)).mean(axis=0)
     weights = np.exp(logs - logs.max())
     return weights / weights.sum()

@@ -117,20 +117,26 @@ def bench_build_snapshots(ctx: click.Context, runs: tuple[Path, ...], out: Path,
 @click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
 @click.option("--crop", type=click.IntRange(1), default=None, help="Keep the centre N×N of every image (same size for all sources).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tiles", type=click.IntRange(1), default=None,
+              help="Cut every image into tiles of N×N at native resolution after splitting by image (docs/tiles.md).")
+@click.option("--tiles-per-image", type=click.IntRange(1), default=None,
+              help="With --tiles: at most this many tiles per image, on an evenly spaced sub-grid (default 64).")
 @click.pass_context
 def bench_build_folders(ctx: click.Context, src: Path, out: Path, val_fraction: float, test_fraction: float,
-                        severity: int, crop: int | None, seed: int) -> None:
+                        severity: int, crop: int | None, seed: int, tiles: int | None,
+                        tiles_per_image: int | None) -> None:
     """A lab's reference images: one sub-folder of SRC per source (`real` for camera images)."""
     import time
 
-    from vestige.dataset_builders import build_folders
+    from vestige.dataset_builders import TILES_PER_IMAGE, build_folders
     from vestige.imagefile import ImageLimits
 
     state: State = ctx.find_object(State)
     cfg = state.config.ingest
     began = time.perf_counter()
     dataset = build_folders(src, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, severity=severity,
-                            crop=crop, command=replay_command(ctx), pm=state.pm,
+                            crop=crop, command=replay_command(ctx), pm=state.pm, tiles=tiles,
+                            tiles_per_image=tiles_per_image or TILES_PER_IMAGE,
                             limits=ImageLimits.from_config(cfg),
                             progress=say_progress, warn=lambda line: click.echo(f"warning: {line}", err=True))
     _report_dataset(dataset, time.perf_counter() - began)

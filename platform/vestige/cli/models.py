@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -361,6 +362,9 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
         replay.append(flag if value is True else "" if value is False or value is None else f"{flag} {value}")
     model = domainfit.train(detector, dataset.training_set(pm=state.pm), seed=seed, options=options, progress=progress,
                             device=_resolve_device(device), command=" ".join(part for part in replay if part))
+    tiled = _tile_and_image_accuracy(detector, model, dataset)
+    if tiled is not None:
+        model = dataclasses.replace(model, metrics={**model.metrics, "validation_tiles": tiled})
     minutes = (time.monotonic() - began) / 60
     info = {"train_command": " ".join(part for part in replay if part), "train_minutes": round(minutes, 2), "seed": seed,
             "options": options, "dataset": str(dataset_path), "threads": threads,
@@ -382,6 +386,22 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
                    + (" (default)" if data["default"] else "") + f", {minutes:.1f} min")
         for key, value in sorted(model.metrics.items()):
             click.echo(f"  {key}: {value}")
+
+
+def _tile_and_image_accuracy(detector: TrainableDetector, model: Any, dataset: Any) -> dict[str, Any] | None:
+    """For a dataset of tiles (`bench build folders --tiles`): the trained model's tile- and image-level accuracy
+    on the validation split, images whole (their tiles grouped by the manifest's mapping)."""
+    from vestige.detect import run_detector
+    from vestige.harness import image_level_metrics, source_image
+    from vestige.training import ArtifactFile
+
+    records = dataset.records(split="val", condition="clean")
+    by_path = {r.path: r for r in dataset.records()}
+    if not records or source_image(records[0], by_path) is None:
+        return None
+    detector.use_artifact(ArtifactFile.from_bytes(model.data))
+    detector.load("cpu")
+    return image_level_metrics(records, run_detector(detector, dataset.inputs(records)), dataset.sources, by_path)
 
 
 cli.add_command(TrainGroup("train", help="Train a detector on a dataset and register the artifact in the model registry."))
