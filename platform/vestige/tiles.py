@@ -67,6 +67,8 @@ RULE = "mean-log-probability"
 RULE_TEXT = ("the image's probabilities are the mean of its in-domain tiles' calibrated log-probabilities, "
              "renormalised, decided by the model's own thresholds; tiles outside the domain do not vote, and fewer "
              f"than {MIN_INSIDE:.0%} of the tiles inside makes the image inconclusive")
+#: What a finding repeats of the artifact's image-level calibration (the rest, fit and test rates, stays there).
+CALIBRATION_KEYS = ("threshold", "accusation_threshold", "rate")
 #: Smallest probability taken into a logarithm.
 _FLOOR = 1e-12
 
@@ -189,7 +191,7 @@ def aggregate(detector: Detector, grid: TileGrid, chosen: Sequence[tuple[int, in
         "side": grid.side, "image": [grid.width, grid.height], "grid": [len(grid.xs), len(grid.ys)],
         "total": grid.total, "analysed": len(chosen), "cap": max_tiles, "choice": grid.describe(len(chosen), max_tiles),
         "rule": RULE, "rule_text": RULE_TEXT, "min_inside": MIN_INSIDE, "inside": int(inside.sum()),
-        "calibration": None if calibration is None else dict(calibration),
+        "calibration": None if calibration is None else {k: calibration[k] for k in CALIBRATION_KEYS if k in calibration},
         "sources": sources, "origins": origins, "probabilities": probabilities.tolist(),
         "in_domain": inside.tolist(), "labels": [_tile_label(f) for f in findings],
     }
