@@ -147,5 +147,6 @@ def heatmap_png(picture: Image.Image | None, size: tuple[int, int], cells: Seque
         draw.text((min(canvas_w - _PAD - tw, max(_PAD, _PAD + frac * bar_w - tw / 2)), y + bar_h + 4), label,
                   fill="black", font=font)
     buf = io.BytesIO()
-    canvas.save(buf, "PNG", optimize=False, compress_level=9)
+    # zlib level 6: level 9 took 0.5 s for a 512-pixel map (one per detector and image) for 12 % fewer bytes
+    canvas.save(buf, "PNG", optimize=False, compress_level=6)
     return buf.getvalue()
