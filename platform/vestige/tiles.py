@@ -255,7 +255,7 @@ def _heat_picture(detector: Detector, grid: TileGrid, chosen: Sequence[tuple[int
                   inside: np.ndarray, what: str, max_tiles: int, image: ImageInput | None) -> Picture:
     cells = [grid.cell(c, r) for c, r in chosen]
     data = heatmap_png(None if image is None else image.image, (grid.width, grid.height), cells, values.tolist(),
-                       inside.tolist(), title=f"{detector.name}: {what} per {grid.side}×{grid.side} tile")
+                       inside.tolist(), title=f"{detector.name}: {what} per {grid.side}x{grid.side} tile")  # the bitmap font has no ×
     skipped = "" if len(chosen) == grid.total else \
         f"; dimmed: not analysed ({len(chosen)} of {grid.total} tiles, cap {max_tiles})"
     return Picture("heatmap", f"Heat map: {what} of each {grid.side}×{grid.side} tile by {detector.name}, blue 0 to red 1, "
