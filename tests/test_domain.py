@@ -142,10 +142,11 @@ def test_novelty_thresholds_keep_the_asked_share_of_each_class():
 def test_run_detector_judges_only_images_inside_the_domain(tmp_path):
     detector = FingerprintDetector()
     detector.use_artifact(detector.shipped_artifact())
-    small, large = noise(32, 1), noise(32, 1).resize((96, 96), Image.Resampling.NEAREST)
-    findings = run_detector(detector, [make_input(encoded(small), name="a.png"), make_input(encoded(large), name="b.png")])
+    small, tiny = noise(32, 1), noise(20, 1)
+    findings = run_detector(detector, [make_input(encoded(small), name="a.png"), make_input(encoded(tiny), name="b.png")])
     assert findings[1].outcome == "inconclusive" and findings[1].evidence["domain"]["in_domain"] is False
-    assert findings[1].reason == "outside the validated domain: a 96×96 image, the model was validated on 32×32 images"
+    # smaller than one tile, so not tiled either (docs/tiles.md): refused by the geometry gate
+    assert findings[1].reason == "outside the validated domain: a 20×20 image, the model was validated on 32×32 images"
     assert findings[1].model_sha256 == detector.model_sha256
     assert "domain" in findings[0].evidence and findings[0].evidence["domain"]["novelty"] >= 0
     assert findings[0].to_dict()["outcome"] == findings[0].outcome
@@ -176,9 +177,11 @@ def test_detect_on_a_camera_photograph_is_inconclusive_with_the_reason(vestige, 
     assert len(trained) == 3
     for row in trained:
         assert row["outcome"] == "inconclusive" and row["label"] == "unknown" and row["source"] is None
-        assert row["reason"].startswith("outside the validated domain: a 640×427 image")
+        # large enough to be tiled (docs/tiles.md), but a camera JPEG's history is refused for the whole file first
+        assert row["reason"].startswith("outside the validated domain: a JPEG of quality about 92")
+        assert "tiles" not in row["evidence"]
     table = vestige("detect", path)
-    assert "inconclusive" in table.stdout and "640×427" in table.stdout
+    assert "inconclusive" in table.stdout and "quality about 92" in table.stdout
 
 
 # -- training and refitting write the domain ------------------------------------------------

@@ -249,11 +249,17 @@ def test_the_lab_generator_s_samples_belong_and_other_images_do_not(lab_generato
     detector.load("cpu")
     own, _ = lab_generator.sample(3, seed=99)  # not the calibration's samples
     noise = to_pictures(torch.rand(2, 3, 16, 16) * 2 - 1)
-    pictures = [*to_pictures(own), *noise, photo(1, 64)]
+    pictures = [*to_pictures(own), *noise, photo(1, 16), photo(1, 64)]
     findings = detector.analyze([ImageInput(f"i{i}", "0" * 64, b"", p, "PNG") for i, p in enumerate(pictures)])
-    assert [f.source for f in findings] == ["labgen"] * 3 + [None] * 3
-    assert [f.outcome for f in findings] == ["synthetic"] * 3 + ["inconclusive"] * 3
+    assert [f.source for f in findings] == ["labgen"] * 3 + [None] * 4
+    assert [f.outcome for f in findings] == ["synthetic"] * 3 + ["inconclusive"] * 4
+    # a generator makes whole images: a 64×64 photograph is not fitted to labgen's 16×16, it is not tested
+    larger = findings.pop()
+    assert larger.evidence["candidates"] == {} and larger.evidence["tiling"].startswith("never")
+    assert larger.reason.startswith("a 64×64 image, and the verifier analyses an image only at its candidate "
+                                    "generators' output sizes (16×16)")
     first, last = findings[0], findings[-1]
+    assert first.evidence["tiling"].startswith("never")
     assert first.model_sha256 == detector.model_sha256 and first.detector_version == detector.version
     cand = first.evidence["candidates"]["labgen"]
     assert cand["calibration_sha256"] == lab_calibration.sha256

@@ -79,6 +79,8 @@ def request_analysis(workspace: Workspace, session: Session, case: Case, detecto
             "kinds": {d.name: d.kind for d in detectors}, "devices": {d.name: d.device for d in detectors},
             # Every verdict of this analysis comes from these weights, even if the default changes meanwhile.
             "models": pinned_models(detectors, Registry(session, workspace.store)),
+            # ... and from the same choice of tiles, whatever the configuration of the worker that runs it.
+            "max_tiles": workspace.config.tiles.max_tiles,
         },
     )
     session.add(analysis)

@@ -133,6 +133,13 @@ class LoggingSection:
 
 
 @dataclass(frozen=True)
+class TilesSection:
+    #: Most tiles per image and detector when an image larger than a detector's input is judged tile by tile
+    #: (docs/tiles.md); a larger grid is thinned to an evenly spaced sub-grid. docs/benchmarks.md times it.
+    max_tiles: int = 256
+
+
+@dataclass(frozen=True)
 class Config:
     vestige: VestigeSection = field(default_factory=VestigeSection)
     database: DatabaseSection = field(default_factory=DatabaseSection)
@@ -143,6 +150,7 @@ class Config:
     web: WebSection = field(default_factory=WebSection)
     provenance: ProvenanceSection = field(default_factory=ProvenanceSection)
     logging: LoggingSection = field(default_factory=LoggingSection)
+    tiles: TilesSection = field(default_factory=TilesSection)
     #: The file the values were read from, if any.
     source: str | None = None
 
@@ -182,7 +190,7 @@ _POSITIVE = {
         "archive_max_total_bytes",
         "batch_size",
     )
-} | {("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("jobs", "lost_worker_seconds"),
+} | {("tiles", "max_tiles"), ("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("jobs", "lost_worker_seconds"),
      ("web", "max_upload_bytes")}
 
 

@@ -43,6 +43,7 @@ from vestige.datasets import (
 )
 from vestige.errors import InvalidInputError, VestigeError
 from vestige.imageconvert import to_rgb
+from vestige.tiles import TileGrid
 from vestige.imagefile import ImageLimits, decode_image
 from vestige.plugins import VestigePluginManager
 from vestige.training import REAL
@@ -337,6 +338,10 @@ def build_snapshots(runs: Sequence[Path], out: Path, *, data: Path | None = None
 # folders
 
 
+#: Most tiles per image ``build_folders`` keeps with ``tiles`` (``--tiles-per-image``).
+TILES_PER_IMAGE = 64
+
+
 def _centre_crop(image: PILImage.Image, side: int) -> PILImage.Image:
     left, top = (image.width - side) // 2, (image.height - side) // 2
     return image.crop((left, top, left + side, top + side))
@@ -358,8 +363,16 @@ def _usable(path: Path, limits: ImageLimits, crop: int | None) -> tuple[int, int
 def build_folders(src: Path, out: Path, *, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
                   severity: int = 3, crop: int | None = None, command: str = "", limits: ImageLimits = ImageLimits(),
                   pm: VestigePluginManager | None = None, progress: Progress = _quiet,
-                  warn: Progress = _quiet) -> Dataset:
-    """Build a dataset from ``src/<source>/...`` image files (any supported format, any depth)."""
+                  warn: Progress = _quiet, tiles: int | None = None,
+                  tiles_per_image: int = TILES_PER_IMAGE) -> Dataset:
+    """Build a dataset from ``src/<source>/...`` image files (any supported format, any depth).
+
+    With ``tiles`` (a side), every image is split first (train, val, test) and then cut into tiles of that
+    side at native resolution on the platform's grid (:mod:`vestige.tiles`), at most ``tiles_per_image`` of
+    them on its evenly spaced sub-grid: the tiles of one image never straddle two splits, and each tile's
+    ``origin`` names its file and ``tile`` box (docs/datasets.md)."""
+    if tiles is not None and crop is not None:
+        raise InvalidInputError("--tiles and --crop exclude each other: tiles keep every image at native resolution")
     if not src.is_dir():
         raise InvalidInputError(f"{src} is not a folder; give a folder with one sub-folder per source (`real` for camera images)")
     if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
@@ -381,11 +394,14 @@ def build_folders(src: Path, out: Path, *, val_fraction: float = 0.1, test_fract
         files = sorted(p for p in folder.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
         for path in files:
             try:
-                sizes.setdefault(folder.name, set()).add(_usable(path, limits, crop))
+                size = _usable(path, limits, crop)
+                if tiles is not None and min(size) < tiles:
+                    raise InvalidInputError(f"{path} is {size[0]}×{size[1]}, smaller than one tile of {tiles}×{tiles}")
+                sizes.setdefault(folder.name, set()).add(size)
                 usable.setdefault(folder.name, []).append(path)
             except VestigeError as exc:
                 warn(f"skipped: {exc}")
-    if len({frozenset(s) for s in sizes.values()}) > 1 and crop is None:
+    if len({frozenset(s) for s in sizes.values()}) > 1 and crop is None and tiles is None:
         warn("the sources' images differ in size, which a detector can learn instead of content; "
              "--crop N stores the centre N×N of every image")
     splits: dict[str, list[tuple[str, Path]]] = {}
@@ -401,7 +417,8 @@ def build_folders(src: Path, out: Path, *, val_fraction: float = 0.1, test_fract
     sources = [f.name for f in folders]
     with DatasetWriter(out, name=src.resolve().name, command=command, seed=seed, sources=sources, classes=[],
                        seen_classes=[], unseen_classes=[], perturbations=_perturbation_manifest(corruptions, severity),
-                       provenance={"folder": src.resolve().name, "crop": crop}) as writer:
+                       provenance={"folder": src.resolve().name, "crop": crop,
+                                   **({"tiles": tiles, "tiles_per_image": tiles_per_image} if tiles else {})}) as writer:
         for source in sources:
             def items(source: str = source) -> Iterator[tuple[str, str | None, PILImage.Image, Any]]:
                 for split in ("train", "val", "test"):
@@ -409,7 +426,15 @@ def build_folders(src: Path, out: Path, *, val_fraction: float = 0.1, test_fract
                         if s == split:
                             image, _ = decode_image(path.read_bytes(), name=str(path), limits=limits)
                             image = to_rgb(image)
-                            yield split, None, _centre_crop(image, crop) if crop else image, {"file": path.relative_to(src).as_posix()}
+                            file = path.relative_to(src).as_posix()
+                            if tiles is None:
+                                yield split, None, _centre_crop(image, crop) if crop else image, {"file": file}
+                                continue
+                            grid = TileGrid.cover(image.width, image.height, tiles)
+                            for column, row in grid.chosen(tiles_per_image):
+                                x, y = grid.origin(column, row)
+                                yield split, None, image.crop((x, y, x + tiles, y + tiles)), {
+                                    "file": file, "image_size": [image.width, image.height], "tile": [x, y, tiles]}
 
             counts = _write_source(writer, source, items(), corruptions, severity=severity, seed=seed)
             progress(f"{source}: {counts['train']} train, {counts['val']} val, {counts['test']} test images")

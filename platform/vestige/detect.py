@@ -21,10 +21,11 @@ from vestige.errors import InvalidInputError, VestigeError
 from vestige.imageconvert import to_rgb
 from vestige.imagefile import ImageLimits, decode_image
 from vestige.imagemeta import metadata_summary
-from vestige.domain import admit, outside
+from vestige.domain import NO_DOMAIN, admit_jpeg, admit_size, outside
 from vestige.plugin import Detector, Finding, ImageInput
 from vestige.training import TrainableDetector
 from vestige.plugins import format_exception_line
+from vestige.tiles import DEFAULT_MAX_TILES, TileGrid, analyse_tiles
 
 
 def make_input(
@@ -53,39 +54,66 @@ def _deterministic() -> None:
         torch.use_deterministic_algorithms(True, warn_only=True)
 
 
-def domain_refusals(detector: Detector, inputs: Sequence[ImageInput]) -> dict[int, str]:
-    """Inputs outside the validated domain of ``detector``'s artifact (index -> reason), by the geometry and
-    JPEG gates of :mod:`vestige.domain`; empty for a detector without an artifact.
+def domain_plan(detector: Detector, inputs: Sequence[ImageInput]) -> dict[int, str | TileGrid]:
+    """The inputs ``detector`` does not judge whole (index -> the reason it refuses them, or the tile grid it
+    judges them on), by the geometry and JPEG gates of :mod:`vestige.domain`; empty for a detector without an
+    artifact.
 
     Only attribution detectors (classifiers) are gated here: a verification
     detector tests one hypothesis against its own calibration and decides
     for itself which images it can test (the inversion verifier: its
-    generators' output sizes)."""
+    generators' output sizes). An image whose size is outside the domain but
+    that holds at least one tile of the detector's :attr:`~Detector.tile_side`
+    (and whose file passes the JPEG gate) is judged tile by tile
+    (:mod:`vestige.tiles`)."""
     artifact = detector.artifact if isinstance(detector, TrainableDetector) and detector.kind == "attribution" else None
     if artifact is None:
         return {}
-    refusals = {}
+    domain = artifact.domain
+    side = detector.tile_side
+    plan: dict[int, str | TileGrid] = {}
     for i, item in enumerate(inputs):
-        reason = admit(artifact.domain, width=item.image.width, height=item.image.height, data=item.data,
-                       fmt=item.format)
-        if reason is not None:
-            refusals[i] = reason
-    return refusals
+        width, height = item.image.size
+        if domain is None:
+            plan[i] = NO_DOMAIN
+            continue
+        size_reason = admit_size(domain, width=width, height=height)
+        jpeg_reason = admit_jpeg(domain, data=item.data, fmt=item.format)
+        tiled = size_reason is not None and side is not None and width >= side and height >= side
+        if jpeg_reason is not None and (size_reason is None or tiled):
+            plan[i] = jpeg_reason  # the file's history, which every tile shares
+        elif tiled:
+            plan[i] = TileGrid.cover(width, height, side)
+        elif size_reason is not None:
+            plan[i] = size_reason
+    return plan
 
 
-def run_detector(detector: Detector, inputs: Sequence[ImageInput]) -> list[Finding]:
+def run_detector(detector: Detector, inputs: Sequence[ImageInput], *, max_tiles: int = DEFAULT_MAX_TILES) -> list[Finding]:
     """One finding per input, in order; exceptions become error findings.
 
     A trained detector sees only the inputs inside its artifact's validated
-    domain; the others get an inconclusive finding saying why, written here
-    so that no detector can skip the check.
+    domain, whole or tile by tile (at most ``max_tiles`` tiles per image);
+    the others get an inconclusive finding saying why, written here so that
+    no detector can skip the check.
     """
-    refusals = domain_refusals(detector, inputs)
-    if refusals:
-        admitted = [item for i, item in enumerate(inputs) if i not in refusals]
-        judged = iter(_run_batches(detector, admitted))
-        return [_outside(detector, refusals[i]) if i in refusals else next(judged) for i in range(len(inputs))]
-    return _run_batches(detector, inputs)
+    plan = domain_plan(detector, inputs)
+    if not plan:
+        return _run_batches(detector, inputs)
+    whole = iter(_run_batches(detector, [item for i, item in enumerate(inputs) if i not in plan]))
+    findings = []
+    for i, item in enumerate(inputs):
+        step = plan.get(i)
+        if step is None:
+            findings.append(next(whole))
+        elif isinstance(step, str):
+            findings.append(_outside(detector, step))
+        else:
+            assert isinstance(detector, TrainableDetector)  # only their artifacts plan tiles
+            artifact = detector.require_artifact()
+            findings.append(analyse_tiles(detector, item, step, max_tiles=max_tiles, run=_run_batches,
+                                          calibration=(artifact.domain or {}).get("tiles")))
+    return findings
 
 
 def _run_batches(detector: Detector, inputs: Sequence[ImageInput]) -> list[Finding]:
@@ -154,8 +182,9 @@ def device_for(detector: Detector) -> str:
 
 
 def detect_files(paths: Sequence[Path], detectors: Sequence[Detector], limits: ImageLimits, *,
-                 registry: Registry | None = None, models: Mapping[str, str] | None = None) -> list[FileResult]:
-    """Run ``detectors`` on files; nothing is stored.
+                 registry: Registry | None = None, models: Mapping[str, str] | None = None,
+                 max_tiles: int = DEFAULT_MAX_TILES) -> list[FileResult]:
+    """Run ``detectors`` on files (at most ``max_tiles`` tiles per image and detector); nothing is stored.
 
     Trainable detectors run with the artifact ``models`` names for them, else
     the registry's default, else the one their plugin ships (``registry`` is
@@ -186,6 +215,6 @@ def detect_files(paths: Sequence[Path], detectors: Sequence[Detector], limits: I
     for detector in detectors:
         if inputs:
             detector.load(device_for(detector))
-        for position, finding in zip(positions, run_detector(detector, inputs)):
+        for position, finding in zip(positions, run_detector(detector, inputs, max_tiles=max_tiles)):
             results[position].findings.append(finding)
     return results

@@ -214,16 +214,24 @@ def jpeg_quality_of(data: bytes, fmt: str) -> int | None | str:
     return estimate.quality if estimate.error <= 1.0 else "non-standard"
 
 
-def admit(domain: Mapping[str, Any] | None, *, width: int, height: int, data: bytes, fmt: str) -> str | None:
-    """``None`` when the image passes the geometry and JPEG gates, else the one-sentence reason it does not."""
-    if domain is None:
-        return ("the model artifact records no validated domain, so no image is known to be inside it; "
-                "refit it with `vestige models refit-domain`")
-    if not size_admitted(width, height, domain):
-        low, high = domain.get("scale_range", (1.0, 1.0))
-        scaled = "" if (low, high) == (1.0, 1.0) else f" (scaled {low:g}–{high:g})"
-        return (f"outside the validated domain: a {width}×{height} image, the model was validated on "
-                f"{describe_sizes(domain['sizes'])} images{scaled}")
+NO_DOMAIN = ("the model artifact records no validated domain, so no image is known to be inside it; "
+             "refit it with `vestige models refit-domain`")
+
+
+def admit_size(domain: Mapping[str, Any], *, width: int, height: int) -> str | None:
+    """``None`` when the image's size passes the geometry gate, else the one-sentence reason it does not."""
+    if size_admitted(width, height, domain):
+        return None
+    low, high = domain.get("scale_range", (1.0, 1.0))
+    scaled = "" if (low, high) == (1.0, 1.0) else f" (scaled {low:g}–{high:g})"
+    return (f"outside the validated domain: a {width}×{height} image, the model was validated on "
+            f"{describe_sizes(domain['sizes'])} images{scaled}")
+
+
+def admit_jpeg(domain: Mapping[str, Any], *, data: bytes, fmt: str) -> str | None:
+    """``None`` when the file passes the JPEG-history gate, else the one-sentence reason it does not.
+
+    The JPEG history belongs to the file, so a tile of it passes or fails with the whole image."""
     qualities = domain.get("jpeg_qualities")
     quality = jpeg_quality_of(data, fmt)
     if quality is not None and "jpeg_qualities" in domain:
@@ -236,6 +244,13 @@ def admit(domain: Mapping[str, Any] | None, *, width: int, height: int, data: by
             return (f"outside the validated domain: a JPEG of quality about {quality}, the model was validated on "
                     f"JPEG qualities {qualities[0]}–{qualities[1]}")
     return None
+
+
+def admit(domain: Mapping[str, Any] | None, *, width: int, height: int, data: bytes, fmt: str) -> str | None:
+    """``None`` when the image passes the geometry and JPEG gates, else the one-sentence reason it does not."""
+    if domain is None:
+        return NO_DOMAIN
+    return admit_size(domain, width=width, height=height) or admit_jpeg(domain, data=data, fmt=fmt)
 
 
 # -- gate 3 and the four outcomes ------------------------------------------------------
@@ -256,36 +271,56 @@ def decide(domain: Mapping[str, Any], novelty: Novelty, scores: DomainScores, so
     out = []
     for i, p in enumerate(probabilities):
         top = int(np.argmax(p))
-        candidate, confidence = sources[top], float(p[top])
         distance, limit = float(distances[i, top]), limits[top]
         p_syn = None if synthetic is None else float(synthetic[i])
-        evidence: dict[str, Any] = {"in_domain": True, "novelty": distance, "novelty_threshold": limit,
-                                    "accusation_threshold": accuse_at, "p_synthetic": p_syn, "reason": None}
-        accusable = accuse_at is None or (p_syn is not None and p_syn >= float(accuse_at))
         if distance > limit:
-            evidence["in_domain"] = False
+            evidence: dict[str, Any] = {"in_domain": False, "novelty": distance, "novelty_threshold": limit,
+                                        "accusation_threshold": accuse_at, "p_synthetic": p_syn}
             evidence["reason"] = (f"outside the validated domain: novelty {distance:.2f} above {limit:.2f} for the top "
-                                  f"candidate {candidate} (the image's features are unlike that source's validation "
+                                  f"candidate {sources[top]} (the image's features are unlike that source's validation "
                                   f"images)")
-            out.append(Decision("unknown", None, confidence, evidence))
-        elif confidence >= threshold and candidate == REAL:
-            out.append(Decision("real", None, confidence, evidence))
-        elif confidence >= threshold and accusable:
-            out.append(Decision("synthetic", candidate, confidence, evidence))
-        elif accuse_at is not None and p_syn is not None and p_syn >= float(accuse_at):
-            evidence["reason"] = (f"synthetic by the evidence standard (P(synthetic) {p_syn:.3f} ≥ {float(accuse_at):.3f}) "
-                                  f"but no known generator reaches the attribution threshold {threshold:.3f} "
-                                  f"(top candidate {candidate}, {confidence:.3f})")
-            out.append(Decision("synthetic", None, p_syn, evidence))
-        elif confidence >= threshold:
-            evidence["reason"] = (f"top candidate {candidate} at {confidence:.3f}, but P(synthetic) {p_syn:.3f} is below "
-                                  f"the evidence standard for saying synthetic ({float(accuse_at):.3f})")
-            out.append(Decision("unknown", None, confidence, evidence))
+            out.append(Decision("unknown", None, float(p[top]), evidence))
         else:
-            evidence["reason"] = (f"calibrated maximum probability {confidence:.3f} is below the open-set threshold "
-                                  f"{threshold:.3f}: not attributed (top candidate {candidate})")
-            out.append(Decision("unknown", None, confidence, evidence))
+            out.append(conclude(p, sources, threshold, accuse_at, novelty=(distance, limit)))
     return out
+
+
+def conclude(p: np.ndarray, sources: Sequence[str], threshold: float, accuse_at: float | None, *,
+             novelty: tuple[float, float] | None = None) -> Decision:
+    """The outcome of calibrated probabilities ``p`` (one per source) found inside the domain.
+
+    ``threshold`` is the open-set threshold, ``accuse_at`` the accusation
+    threshold (``None``: the artifact has none, as for a model without a
+    ``real`` class); ``novelty`` the (distance, threshold) the image passed.
+    Used for one image by :func:`decide` and for a tiled image's aggregated
+    probabilities by :mod:`vestige.tiles`.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    top = int(np.argmax(p))
+    candidate, confidence = sources[top], float(p[top])
+    synthetic = p_synthetic(p[None, :], sources)
+    p_syn = None if synthetic is None else float(synthetic[0])
+    evidence: dict[str, Any] = {"in_domain": True}
+    if novelty is not None:
+        evidence.update(novelty=novelty[0], novelty_threshold=novelty[1])
+    evidence.update(accusation_threshold=accuse_at, p_synthetic=p_syn, reason=None)
+    accusable = accuse_at is None or (p_syn is not None and p_syn >= float(accuse_at))
+    if confidence >= threshold and candidate == REAL:
+        return Decision("real", None, confidence, evidence)
+    if confidence >= threshold and accusable:
+        return Decision("synthetic", candidate, confidence, evidence)
+    if accuse_at is not None and p_syn is not None and p_syn >= float(accuse_at):
+        evidence["reason"] = (f"synthetic by the evidence standard (P(synthetic) {p_syn:.3f} ≥ {float(accuse_at):.3f}) "
+                              f"but no known generator reaches the attribution threshold {threshold:.3f} "
+                              f"(top candidate {candidate}, {confidence:.3f})")
+        return Decision("synthetic", None, p_syn, evidence)
+    if confidence >= threshold:
+        evidence["reason"] = (f"top candidate {candidate} at {confidence:.3f}, but P(synthetic) {p_syn:.3f} is below "
+                              f"the evidence standard for saying synthetic ({float(accuse_at):.3f})")
+        return Decision("unknown", None, confidence, evidence)
+    evidence["reason"] = (f"calibrated maximum probability {confidence:.3f} is below the open-set threshold "
+                          f"{threshold:.3f}: not attributed (top candidate {candidate})")
+    return Decision("unknown", None, confidence, evidence)
 
 
 def outside(reason: str) -> dict[str, Any]:

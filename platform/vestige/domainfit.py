@@ -89,7 +89,7 @@ def fit_domain(detector: TrainableDetector, data: TrainingSet, *, keep: float = 
     if not data.validation:
         raise InvalidInputError(f"{data.name} has no validation images to set the domain's thresholds on")
     index = {s: i for i, s in enumerate(sources)}
-    threshold = float(artifact.info.get("threshold", artifact.info.get("calibration", {}).get("unknown_threshold", 0.0)))
+    threshold = artifact.open_set_threshold
     fitted = [e for e in data.train if not detector.excluded_from_domain_fit(e.image)]
     say(f"domain: scoring {len(fitted)} training and {len(data.validation)} validation images")
     train = scores(detector, [e.image for e in fitted])

@@ -183,8 +183,7 @@ def run_openworld(dataset: Dataset, detectors: Sequence[TrainableDetector], *, c
     for d in detectors:
         findings = run_detector(d, inputs)
         rows[d.name] = [_row(f) for f in findings]
-        info = d.require_artifact().info
-        threshold = float(info.get("threshold", (info.get("calibration") or {}).get("unknown_threshold", 0.0)))
+        threshold = d.require_artifact().open_set_threshold
         correct = [(f["label"] == "real" and t == REAL) or (f["label"] == "synthetic" and f["source"] == t)
                    for f, t in zip(rows[d.name], truth)]
         groups = [dataset.class_group(r) for r in test]
@@ -218,8 +217,7 @@ def run_openworld(dataset: Dataset, detectors: Sequence[TrainableDetector], *, c
         train = domainfit.scores(d, [e.image for e in fitted])
         val = domainfit.scores(d, [e.image for e in data.validation])
         evaluate = domainfit.scores(d, inputs)
-        info = artifact.info
-        threshold = float(info.get("threshold", (info.get("calibration") or {}).get("unknown_threshold", 0.0)))
+        threshold = artifact.open_set_threshold
         decisions = domainfit.held_out_decisions(
             record, train, np.array([index[e.source] for e in fitted]), val,
             np.array([index[e.source] for e in data.validation]), evaluate, np.array([index[t] for t in truth]),

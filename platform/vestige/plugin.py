@@ -99,7 +99,13 @@ def _round(value: Any, digits: int = FLOAT_DIGITS) -> Any:
 
 @dataclass(frozen=True)
 class ImageInput:
-    """One image handed to a detector: the original bytes and the decoded RGB picture."""
+    """One image handed to a detector: the original bytes and the decoded RGB picture.
+
+    When the platform cuts a larger image into tiles (:attr:`Detector.tile_side`,
+    docs/tiles.md), each tile arrives as its own input: ``image`` is the tile
+    at native resolution, ``tile`` its ``(x, y, side)`` in the whole image,
+    and ``data``, ``sha256``, ``format`` and ``metadata`` are the whole file's.
+    """
 
     name: str
     sha256: str
@@ -107,6 +113,7 @@ class ImageInput:
     image: PILImage.Image
     format: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    tile: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -227,6 +234,14 @@ class Detector(ABC):
     @property
     def model_sha256(self) -> str | None:
         """SHA-256 of the model weights in use, ``None`` for a detector without weights."""
+        return None
+
+    @property
+    def tile_side(self) -> int | None:
+        """The side of the square input the detector judges, when the platform may cut a larger image into tiles
+        of that side at native resolution and aggregate them into one finding (docs/tiles.md); ``None`` (the
+        default): the detector always sees the whole image. Trained attribution detectors take it from their
+        artifact's validated domain."""
         return None
 
     def load(self, device: str = "cpu") -> None:  # noqa: B027 - optional hook

@@ -32,6 +32,7 @@ from vestige.artifacts import attach
 from vestige.datasets import Dataset
 from vestige.detect import make_input, run_detector
 from vestige.errors import InvalidInputError
+from vestige.tiles import DEFAULT_MAX_TILES
 from vestige.plugin import Detector
 from vestige.training import ArtifactFile, TrainableDetector
 
@@ -73,8 +74,10 @@ def _timed(function: Callable[[], Any]) -> tuple[Any, float]:
 
 def run_throughput(detector: Detector, images: Sequence[tuple[str, bytes]], *, batch_size: int = 256,
                    device: str = "cpu", precision: str = "fp32", artifact: ArtifactFile | None = None,
-                   command: str = "", progress: Progress | None = None) -> dict[str, Any]:
-    """Images per second of ``detector`` on ``images`` (see the module), as a JSON-ready dict."""
+                   command: str = "", progress: Progress | None = None,
+                   max_tiles: int = DEFAULT_MAX_TILES) -> dict[str, Any]:
+    """Images per second of ``detector`` on ``images`` (see the module), as a JSON-ready dict; an image larger
+    than the detector's input is judged tile by tile, at most ``max_tiles`` of them (docs/tiles.md)."""
     say = progress or (lambda _: None)
     if precision != "fp32":
         if precision not in getattr(detector, "precisions", ("fp32",)):
@@ -89,10 +92,10 @@ def run_throughput(detector: Detector, images: Sequence[tuple[str, bytes]], *, b
     detector.batch_size = batch_size  # type: ignore[misc]  # this instance only
     detector.load(device)
     warm = [make_input(data, name=name) for name, data in images[:batch_size]]
-    run_detector(detector, warm)
+    run_detector(detector, warm, max_tiles=max_tiles)
     say(f"timing {len(images)} images, batches of {batch_size}, on {device} ({precision})")
     inputs, decode_s = _timed(lambda: [make_input(data, name=name) for name, data in images])
-    findings, detect_s = _timed(lambda: run_detector(detector, inputs))
+    findings, detect_s = _timed(lambda: run_detector(detector, inputs, max_tiles=max_tiles))
     errors = [f.error for f in findings if f.error]
     if errors:
         raise InvalidInputError(f"detector {detector.name} failed on {len(errors)} images: {errors[0]}")
@@ -117,6 +120,8 @@ def run_throughput(detector: Detector, images: Sequence[tuple[str, bytes]], *, b
             "network": network,
         },
         "seconds": {"decode": decode_s, "detector": detect_s},
+        "max_tiles": max_tiles,
+        "tiles_per_image": sum((f.evidence.get("tiles") or {}).get("analysed", 1) for f in findings) / n,
         "machine": {
             "cpus": os.cpu_count(), "torch_threads": _torch_threads(), "load_average": list(os.getloadavg()),
             "processor": platform.machine(), "python": platform.python_version(),

@@ -218,6 +218,12 @@ class ArtifactFile:
         value = self.info.get("domain")
         return value if isinstance(value, Mapping) else None
 
+    @property
+    def open_set_threshold(self) -> float:
+        """The calibrated probability a class must reach to be named (``0.0`` for a detector without one)."""
+        info = self.info
+        return float(info.get("threshold", (info.get("calibration") or {}).get("unknown_threshold", 0.0)))
+
     def novelty(self) -> Any:
         """The domain's novelty model (:class:`vestige.domain.Novelty`), ``None`` when the domain has none."""
         from safetensors.numpy import load
@@ -301,6 +307,16 @@ class TrainableDetector(Detector):
     @property
     def artifact(self) -> ArtifactFile | None:
         return self._artifact
+
+    @property
+    def tile_side(self) -> int | None:
+        """An attribution detector tiles at its artifact's validated input side, when it was validated on square
+        images of that side; a verification detector (a test of one hypothesis) never does."""
+        domain = None if self._artifact is None else self._artifact.domain
+        if self.kind != "attribution" or domain is None:
+            return None
+        side = domain.get("input_side")
+        return int(side) if side and [side, side] in [list(s) for s in domain.get("sizes", [])] else None
 
     @property
     def model_sha256(self) -> str | None:

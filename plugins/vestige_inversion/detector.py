@@ -37,7 +37,12 @@ def env_float(name: str, default: float) -> float:
 
 
 class InversionDetector(TrainableDetector):
-    """Reconstructs the image through each candidate generator and tests the loss against its calibration."""
+    """Reconstructs the image through each candidate generator and tests the loss against its calibration.
+
+    It never tiles (a verification detector has no ``tile_side``): a generator makes whole images, so each
+    image is tested only against the candidates whose output size it has, and an image of no candidate's size
+    is not tested, with a reason that says so.
+    """
 
     name = "inversion"
     version = "1.0.0"
@@ -130,36 +135,55 @@ class InversionDetector(TrainableDetector):
         per_image: list[dict[str, dict[str, Any]]] = [{} for _ in batch]
         pictures: dict[str, Any] = {}
         for name, generator in self._loaded.items():
+            _, height, width = generator.output_shape
+            # Only images of the generator's own output size: a generator makes whole images, so a resized,
+            # cropped or tiled copy is nothing it made (docs/tiles.md).
+            members = [i for i, item in enumerate(batch) if item.image.size == (width, height)]
+            if not members:
+                continue
             cal = calibrations[name]
             settings = Settings(**cal.settings)
-            targets = generator.targets([item.image for item in batch])
+            targets = generator.targets([batch[i].image for i in members])
             result = invert(generator.module, generator.spec.input_spec, targets, settings, encoder=generator.encoder,
                             max_seconds=self.max_seconds, device=generator.device)
             comps = complexity(targets.numpy())
-            pictures[name] = (targets, result.reconstruction)
-            for i in range(len(batch)):
-                test = cal.threshold.test(float(result.loss[i]), float(comps[i]))
+            pictures[name] = (targets, result.reconstruction, {i: k for k, i in enumerate(members)})
+            for k, i in enumerate(members):
+                test = cal.threshold.test(float(result.loss[k]), float(comps[k]))
                 per_image[i][name] = {
-                    "loss": float(result.loss[i]), **test.as_dict(), "statistic": cal.threshold.statistic,
-                    "complexity": float(comps[i]), "class": int(result.klass[i]) if result.klass is not None else None,
+                    "loss": float(result.loss[k]), **test.as_dict(), "statistic": cal.threshold.statistic,
+                    "complexity": float(comps[k]), "class": int(result.klass[k]) if result.klass is not None else None,
                     "steps": result.steps, "restarts": settings.restarts, "loss_kind": settings.loss,
-                    "seconds": result.seconds / len(batch), "budget_hit": result.budget_hit,
+                    "seconds": result.seconds / len(members), "budget_hit": result.budget_hit,
                     "calibration_sha256": cal.sha256, "calibration_n": cal.n,
                     "calibration_own_accept": cal.threshold.own_accept,
                     "calibration_false_accept": cal.threshold.false_accept,
                     "weights_sha256": generator.spec.weights_sha256, "generator_version": generator.spec.version,
                 }
-        return [self._finding(i, per_image[i], pictures) for i in range(len(batch))]
+        return [self._finding(i, per_image[i], pictures, batch[i]) for i in range(len(batch))]
 
-    def _finding(self, i: int, results: dict[str, dict[str, Any]], pictures: dict[str, Any]) -> Finding:
+    def _sizes(self) -> str:
+        shapes = sorted({(g.output_shape[2], g.output_shape[1]) for g in self._loaded.values()})
+        return ", ".join(f"{w}×{h}" for w, h in shapes)
+
+    def _finding(self, i: int, results: dict[str, dict[str, Any]], pictures: dict[str, Any], item: ImageInput) -> Finding:
+        if not results:
+            width, height = item.image.size
+            return self.finding(label="unknown", device=self._device, evidence={
+                "candidates": {}, "skipped": dict(self._skipped), "calibration_set_sha256": self.model_sha256,
+                "tiling": "never: a generator makes whole images",
+                "reason": (f"a {width}×{height} image, and the verifier analyses an image only at its candidate "
+                           f"generators' output sizes ({self._sizes()}): a generator makes whole images, so a "
+                           f"resized, cropped or tiled copy is nothing it made; not tested")})
         passing = [n for n, r in results.items() if r["belongs"]]
         # Among the generators it may belong to, the one it lies deepest inside the accept region of.
         source = max(passing, key=lambda n: (results[n]["margin"], n)) if passing else None
         shown = source or max(results, key=lambda n: (results[n]["margin"], n))
-        targets, recon = pictures[shown]
+        targets, recon, position = pictures[shown]
         evidence: dict[str, Any] = {
             "belongs_to": source, "candidates": results, "skipped": dict(self._skipped),
             "calibration_set_sha256": self.model_sha256, "max_seconds": self.max_seconds, "device": self._device,
+            "tiling": "never: a generator makes whole images",
         }
         if source:
             r = results[source]
@@ -170,13 +194,14 @@ class InversionDetector(TrainableDetector):
             evidence["reason"] = (f"none of the {len(results)} candidate generators ({', '.join(sorted(results))}) "
                                   f"reconstructs it as well as its own samples; not belonging to them says nothing "
                                   f"about whether it is real.")
-        caption = (f"Left: the image at {shown}'s resolution; right: its best reconstruction by {shown} "
+        caption = (f"Left: the image; right: its best reconstruction by {shown} "
                    f"(loss {results[shown]['loss']:.4g}, threshold score {results[shown]['threshold']:.3g}, "
                    f"score {results[shown]['score']:.3g}).")
         return self.finding(
             label="synthetic" if source else "unknown", source=source,
             scores={n: r["p"] for n, r in results.items()}, evidence=evidence, device=self._device,
-            pictures=[Picture(f"reconstruction-{shown}", caption, side_by_side(targets[i], recon[i]))],
+            pictures=[Picture(f"reconstruction-{shown}", caption,
+                              side_by_side(targets[position[i]], recon[position[i]]))],
         )
 
 

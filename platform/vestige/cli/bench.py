@@ -258,7 +258,8 @@ def bench_detector(ctx: click.Context, detector_name: str, dataset_path: Path | 
     dataset = open_dataset(dataset_path) if dataset_path is not None else None
     images = encoded_images(dataset=dataset, folder=images_path, n=count)
     result = run_throughput(detector, images, batch_size=batch_size, device=device, precision=precision,
-                            artifact=artifact, command=replay_command(ctx), progress=say_progress)
+                            artifact=artifact, command=replay_command(ctx), progress=say_progress,
+                            max_tiles=state.config.tiles.max_tiles)
     out = out or Path("bench-results") / f"detector-{detector_name}.json"
     write_result(out, result)
     echo_json(result)

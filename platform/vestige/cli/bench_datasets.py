@@ -117,23 +117,53 @@ def bench_build_snapshots(ctx: click.Context, runs: tuple[Path, ...], out: Path,
 @click.option("--severity", type=click.IntRange(1, 5), default=3, show_default=True, help="Severity of the test corruptions.")
 @click.option("--crop", type=click.IntRange(1), default=None, help="Keep the centre N×N of every image (same size for all sources).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--tiles", type=click.IntRange(1), default=None,
+              help="Cut every image into tiles of N×N at native resolution after splitting by image (docs/tiles.md).")
+@click.option("--tiles-per-image", type=click.IntRange(1), default=None,
+              help="With --tiles: at most this many tiles per image, on an evenly spaced sub-grid (default 64).")
 @click.pass_context
 def bench_build_folders(ctx: click.Context, src: Path, out: Path, val_fraction: float, test_fraction: float,
-                        severity: int, crop: int | None, seed: int) -> None:
+                        severity: int, crop: int | None, seed: int, tiles: int | None,
+                        tiles_per_image: int | None) -> None:
     """A lab's reference images: one sub-folder of SRC per source (`real` for camera images)."""
     import time
 
-    from vestige.dataset_builders import build_folders
+    from vestige.dataset_builders import TILES_PER_IMAGE, build_folders
     from vestige.imagefile import ImageLimits
 
     state: State = ctx.find_object(State)
     cfg = state.config.ingest
     began = time.perf_counter()
     dataset = build_folders(src, out, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed, severity=severity,
-                            crop=crop, command=replay_command(ctx), pm=state.pm,
+                            crop=crop, command=replay_command(ctx), pm=state.pm, tiles=tiles,
+                            tiles_per_image=tiles_per_image or TILES_PER_IMAGE,
                             limits=ImageLimits.from_config(cfg),
                             progress=say_progress, warn=lambda line: click.echo(f"warning: {line}", err=True))
     _report_dataset(dataset, time.perf_counter() - began)
+
+
+@build_group.command("tiles-dev")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="New folder (fit/ and test/ inside).")
+@click.option("--side", type=click.IntRange(32), default=96, show_default=True, help="Side of every full-size image.")
+@click.option("--pieces", type=click.IntRange(1), default=8, show_default=True, help="Most pieces per photograph.")
+@click.option("--mosaics", type=click.IntRange(0), default=8, show_default=True, help="Mosaics per generator and split.")
+@click.option("--whole", type=click.IntRange(0), default=8, show_default=True, help="Whole 32×32 samples per generator and split.")
+@click.option("--generators", default=None, help="Comma-separated zoo generators (default: all of them).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@_device_option
+@click.pass_context
+def bench_build_tiles_dev(ctx: click.Context, out: Path, side: int, pieces: int, mosaics: int, whole: int,
+                          generators: str | None, seed: int, device: str) -> None:
+    """Full-size images for tiling (docs/tiles.md): pieces of the package photographs as `real`, mosaics of zoo
+    samples not aligned with the tile grid and whole samples, split into fit/ and test/."""
+    import json
+
+    from vestige.tile_devset import build_tile_devset
+
+    names = [n.strip() for n in generators.split(",") if n.strip()] if generators else None
+    counts = build_tile_devset(out, side=side, pieces=pieces, mosaics=mosaics, whole=whole, seed=seed,
+                               generators=names, device=device, progress=say_progress)
+    click.echo(json.dumps({"out": str(out), "command": replay_command(ctx), "images": counts}, sort_keys=True))
 
 
 def _report_dataset(dataset, seconds: float) -> None:  # noqa: ANN001 - a vestige.datasets.Dataset

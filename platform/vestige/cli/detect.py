@@ -38,7 +38,8 @@ def detect(state: State, files: tuple[Path, ...], names: tuple[str, ...], models
         # With no --detector, trainable detectors that have no model are left out (`vestige models list`).
         ready, _ = runnable([d for d in detectors if d.name not in chosen], registry, named=bool(names))
         detectors = [d for d in detectors if d in ready or d.name in chosen]
-        results = detect_files(list(files), detectors, limits, registry=registry, models=chosen)
+        results = detect_files(list(files), detectors, limits, registry=registry, models=chosen,
+                               max_tiles=state.config.tiles.max_tiles)
     failed = False
     rows = [row for result in results for row in result.rows()]
     if as_json:

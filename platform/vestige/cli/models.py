@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,6 +144,17 @@ def models_reset_default(state: State, detector: str) -> None:
     click.echo(f"{detector}: no lab default; the plugin's shipped artifact is used")
 
 
+def _registers_artifact(command):  # noqa: ANN001, ANN202 - a click command function
+    """--default, --out and --ship: the options of the commands that register a new artifact made from REF."""
+    for option in reversed([
+        click.option("--default", "make_default", is_flag=True, help="Make the new artifact its detector's default."),
+        click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the artifact file here."),
+        click.option("--ship", is_flag=True, help="Maintainers: replace the plugin's shipped file REF with the new one."),
+    ]):
+        command = option(command)
+    return command
+
+
 @models_group.command("refit-domain")
 @click.argument("ref")
 @click.option("--dataset", type=click.Path(path_type=Path, file_okay=False), required=True,
@@ -151,9 +163,7 @@ def models_reset_default(state: State, detector: str) -> None:
               help="Share of in-distribution validation images the novelty threshold keeps inside the domain.")
 @click.option("--accusation-rate", type=float, default=ACCUSATION_RATE, show_default=True,
               help="Largest share of real validation images the detector may call synthetic.")
-@click.option("--default", "make_default", is_flag=True, help="Make the refitted artifact its detector's default.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Also write the artifact file here.")
-@click.option("--ship", is_flag=True, help="Maintainers: replace the plugin's shipped file REF with the refitted one.")
+@_registers_artifact
 @json_option
 @pass_state
 def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accusation_rate: float,
@@ -206,6 +216,69 @@ def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accu
     click.echo(f"registered model artifact {data['id']} for {row.detector}: {data['sha256']} (domain of {row.sha256[:12]})"
                + (" (default)" if data["default"] else ""))
     click.echo(domainfit.summary(domain))
+    if shipped is not None:
+        click.echo(f"shipped as {shipped}")
+
+
+@models_group.command("calibrate-tiles")
+@click.argument("ref")
+@click.option("--images", type=click.Path(path_type=Path, file_okay=False, exists=True), required=True,
+              help="Full-size reference images, one sub-folder per source (real/, <generator>/): the fit.")
+@click.option("--test", "test_images", type=click.Path(path_type=Path, file_okay=False, exists=True), default=None,
+              help="Other full-size images, same layout: measured with the calibration and recorded with it.")
+@click.option("--accusation-rate", type=float, default=ACCUSATION_RATE, show_default=True,
+              help="Largest share of the fit folder's tiled real images the detector may call synthetic.")
+@_registers_artifact
+@json_option
+@pass_state
+def models_calibrate_tiles(state: State, ref: str, images: Path, test_images: Path | None, accusation_rate: float,
+                           make_default: bool, out: Path | None, ship: bool, as_json: bool) -> None:
+    """Fit the image-level calibration of tiled findings of artifact REF on full-size images (docs/tiles.md).
+
+    A new artifact is registered: the same network and domain, with the
+    calibration (and what it did on --test) under the domain's `tiles`.
+    """
+    from vestige import domainfit
+    from vestige.imagefile import ImageLimits
+    from vestige.tilecal import calibrate_tiles, read_folder
+
+    workspace = state.workspace
+    detectors = trainable_detectors(state)
+    began = time.monotonic()
+    limits = ImageLimits.from_config(state.config.ingest)
+    fit, test = read_folder(images, limits), (read_folder(test_images, limits) if test_images else None)
+    with workspace.db.session() as session:
+        registry = Registry(session, workspace.store)
+        registry.sync_shipped(detectors.values())
+        row = registry.import_file(Path(ref), known_detectors=detectors) if Path(ref).is_file() else registry.get(ref)
+        artifact = registry.read(row)
+        detector = detectors.get(row.detector)
+        if detector is None:
+            raise InvalidInputError(f"artifact {row.sha256[:12]} is for detector {row.detector}, which is not installed")
+        command = (f"vestige models calibrate-tiles {row.sha256[:12]} --images {images}"
+                   + (f" --test {test_images}" if test_images else "") + f" --accusation-rate {accusation_rate}")
+        calibrated = calibrate_tiles(
+            detector, artifact, fit, test, accusation_rate=accusation_rate, max_tiles=state.config.tiles.max_tiles,
+            command=command,
+            progress=lambda line: click.echo(f"[{time.monotonic() - began:7.1f}s] {row.detector}: {line}", err=True))
+        new = registry.add(calibrated.data, origin="trained", make_default=make_default,
+                           dataset_sha256=row.dataset_sha256, metrics=row.metrics, calibration=row.calibration,
+                           info={"tiles_calibration_of": row.sha256, "tiles_command": command})
+        data = artifact_dict(new)
+        if out is not None:
+            registry.export(new, out)
+        shipped = domainfit.ship_refit(detector, row.sha256, calibrated.data, command) if ship else None
+    record = (calibrated.domain or {})["tiles"]
+    if as_json:
+        echo_json({**data, "tiles": record, "shipped_as": None if shipped is None else str(shipped)})
+        return
+    click.echo(f"registered model artifact {data['id']} for {row.detector}: {data['sha256']} (tiles calibration of "
+               f"{row.sha256[:12]})" + (" (default)" if data["default"] else ""))
+    click.echo(f"  accusation threshold {record['accusation_threshold']}, from "
+               f"{record['fit']['real_tiled_inside']} tiled real images inside the domain")
+    result = record.get("test")
+    if result:
+        click.echo(f"  test: attribution {result['attribution']}, real accused {result['real_accused']}")
     if shipped is not None:
         click.echo(f"shipped as {shipped}")
 
@@ -289,6 +362,9 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
         replay.append(flag if value is True else "" if value is False or value is None else f"{flag} {value}")
     model = domainfit.train(detector, dataset.training_set(pm=state.pm), seed=seed, options=options, progress=progress,
                             device=_resolve_device(device), command=" ".join(part for part in replay if part))
+    tiled = _tile_and_image_accuracy(detector, model, dataset)
+    if tiled is not None:
+        model = dataclasses.replace(model, metrics={**model.metrics, "validation_tiles": tiled})
     minutes = (time.monotonic() - began) / 60
     info = {"train_command": " ".join(part for part in replay if part), "train_minutes": round(minutes, 2), "seed": seed,
             "options": options, "dataset": str(dataset_path), "threads": threads,
@@ -310,6 +386,22 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
                    + (" (default)" if data["default"] else "") + f", {minutes:.1f} min")
         for key, value in sorted(model.metrics.items()):
             click.echo(f"  {key}: {value}")
+
+
+def _tile_and_image_accuracy(detector: TrainableDetector, model: Any, dataset: Any) -> dict[str, Any] | None:
+    """For a dataset of tiles (`bench build folders --tiles`): the trained model's tile- and image-level accuracy
+    on the validation split, images whole (their tiles grouped by the manifest's mapping)."""
+    from vestige.detect import run_detector
+    from vestige.harness import image_level_metrics, source_image
+    from vestige.training import ArtifactFile
+
+    records = dataset.records(split="val", condition="clean")
+    by_path = {r.path: r for r in dataset.records()}
+    if not records or source_image(records[0], by_path) is None:
+        return None
+    detector.use_artifact(ArtifactFile.from_bytes(model.data))
+    detector.load("cpu")
+    return image_level_metrics(records, run_detector(detector, dataset.inputs(records)), dataset.sources, by_path)
 
 
 cli.add_command(TrainGroup("train", help="Train a detector on a dataset and register the artifact in the model registry."))

@@ -112,7 +112,8 @@ def _run(workspace: Workspace, task: AnalysisTask, detectors: DetectorSource) ->
     inputs, errors = _inputs(workspace, task)
     readable = [item for item in inputs if item is not None]
     began = time.perf_counter()
-    found = iter(run_detector(detector, readable))
+    found = iter(run_detector(detector, readable,
+                              max_tiles=int(options.get("max_tiles", workspace.config.tiles.max_tiles))))
     elapsed = time.perf_counter() - began
     findings = []
     for item, error in zip(inputs, errors):
