@@ -9,6 +9,7 @@ it directly; analysis workers use it per task.
 from __future__ import annotations
 
 import hashlib
+import logging
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +27,8 @@ from vestige.plugin import Detector, Finding, ImageInput
 from vestige.training import TrainableDetector
 from vestige.plugins import format_exception_line
 from vestige.tiles import DEFAULT_MAX_TILES, TileGrid, analyse_tiles
+
+log = logging.getLogger(__name__)
 
 
 def make_input(
@@ -127,6 +130,8 @@ def _run_batches(detector: Detector, inputs: Sequence[ImageInput]) -> list[Findi
             if len(result) != len(batch):
                 raise RuntimeError(f"returned {len(result)} findings for {len(batch)} images")
         except Exception as exc:  # isolate the plugin: record, go on
+            log.warning("detector %s raised on a batch of %d; its findings record the error", detector.name,
+                        len(batch), exc_info=True)
             message = format_exception_line(exc)
             result = [
                 Finding(detector=detector.name, detector_version=detector.version, label="unknown",
@@ -149,7 +154,8 @@ def _outside(detector: Detector, reason: str) -> Finding:
 def _safe_sha(detector: Detector) -> str | None:
     try:
         return detector.model_sha256
-    except Exception:
+    except Exception:  # the finding says the detector failed; its weights cannot be named either
+        log.debug("detector %s cannot name its weights", detector.name, exc_info=True)
         return None
 
 
