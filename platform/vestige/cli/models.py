@@ -155,6 +155,19 @@ def _registers_artifact(command):  # noqa: ANN001, ANN202 - a click command func
     return command
 
 
+def _register_derived(registry: Registry, detector: TrainableDetector, row: Any, data: bytes, *,
+                      dataset_sha256: str | None, info: dict[str, Any], command: str, make_default: bool,
+                      out: Path | None, ship: bool) -> tuple[dict[str, Any], Path | None]:
+    """Register an artifact made from ``row`` (same network, new domain or calibration) with the options of
+    :func:`_registers_artifact`; its ``artifact_dict`` and, with ``ship``, the shipped file it replaced."""
+    new = registry.add(data, origin="trained", make_default=make_default, dataset_sha256=dataset_sha256,
+                       metrics=row.metrics, calibration=row.calibration, info=info)
+    if out is not None:
+        registry.export(new, out)
+    shipped = domainfit.ship_refit(detector, row.sha256, data, command) if ship else None
+    return artifact_dict(new), shipped
+
+
 @models_group.command("refit-domain")
 @click.argument("ref")
 @click.option("--dataset", type=click.Path(path_type=Path, file_okay=False), required=True,
@@ -202,13 +215,9 @@ def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accu
             detector, artifact, opened.training_set(augment=False, pm=state.pm), keep=keep,
             accusation_rate=accusation_rate, command=command,
             progress=lambda line: click.echo(f"[{time.monotonic() - began:7.1f}s] {row.detector}: {line}", err=True))
-        new = registry.add(refitted.data, origin="trained", make_default=make_default,
-                           dataset_sha256=opened.sha256, metrics=row.metrics, calibration=row.calibration,
-                           info={"refit_of": row.sha256, "refit_command": command})
-        data = artifact_dict(new)
-        if out is not None:
-            registry.export(new, out)
-        shipped = domainfit.ship_refit(detector, row.sha256, refitted.data, command) if ship else None
+        data, shipped = _register_derived(registry, detector, row, refitted.data, dataset_sha256=opened.sha256,
+                                          info={"refit_of": row.sha256, "refit_command": command}, command=command,
+                                          make_default=make_default, out=out, ship=ship)
     if as_json:
         echo_json({**data, "shipped_as": None if shipped is None else str(shipped)})
         return
@@ -261,13 +270,9 @@ def models_calibrate_tiles(state: State, ref: str, images: Path, test_images: Pa
             detector, artifact, fit, test, accusation_rate=accusation_rate, max_tiles=state.config.tiles.max_tiles,
             command=command,
             progress=lambda line: click.echo(f"[{time.monotonic() - began:7.1f}s] {row.detector}: {line}", err=True))
-        new = registry.add(calibrated.data, origin="trained", make_default=make_default,
-                           dataset_sha256=row.dataset_sha256, metrics=row.metrics, calibration=row.calibration,
-                           info={"tiles_calibration_of": row.sha256, "tiles_command": command})
-        data = artifact_dict(new)
-        if out is not None:
-            registry.export(new, out)
-        shipped = domainfit.ship_refit(detector, row.sha256, calibrated.data, command) if ship else None
+        data, shipped = _register_derived(registry, detector, row, calibrated.data, dataset_sha256=row.dataset_sha256,
+                                          info={"tiles_calibration_of": row.sha256, "tiles_command": command},
+                                          command=command, make_default=make_default, out=out, ship=ship)
     record = (calibrated.domain or {})["tiles"]
     if as_json:
         echo_json({**data, "tiles": record, "shipped_as": None if shipped is None else str(shipped)})
