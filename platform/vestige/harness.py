@@ -98,49 +98,6 @@ def condition_metrics(records: Sequence[Record], findings: Sequence[Finding], so
     return out
 
 
-def source_image(record: Record, by_path: Mapping[str, Record]) -> str | None:
-    """The full-size image a tile record was cut from (its file under the source folder; a perturbed copy: its
-    clean parent's), ``None`` for a record that is not a tile (docs/tiles.md)."""
-    origin = record.origin
-    if record.parent is not None and record.parent in by_path:
-        origin = by_path[record.parent].origin
-    return origin.get("file") if isinstance(origin, Mapping) and "tile" in origin else None
-
-
-def image_level_metrics(records: Sequence[Record], findings: Sequence[Finding], sources: Sequence[str],
-                        by_path: Mapping[str, Record]) -> dict[str, Any] | None:
-    """Tile- and image-level accuracy of tile records; ``None`` when the records are not tiles.
-
-    Tile level: each tile's own decision (``unknown`` is wrong). Image level: the source with the highest mean
-    calibrated log-probability over the image's scored tiles (:func:`vestige.tiles.mean_log_probability`, no
-    thresholds: the rule's top-1), against the image's source."""
-    import numpy as np
-
-    from vestige.tiles import mean_log_probability
-
-    groups: dict[str, list[int]] = {}
-    for i, record in enumerate(records):
-        image = source_image(record, by_path)
-        if image is not None:
-            groups.setdefault(image, []).append(i)
-    if not groups:
-        return None
-    true, predicted = [], []
-    for indices in groups.values():
-        true.append(records[indices[0]].source)
-        scored = [findings[i].scores for i in indices if not findings[i].error and set(findings[i].scores) == set(sources)]
-        if not scored:
-            predicted.append(UNKNOWN)
-            continue
-        image_p = mean_log_probability(np.array([[s[k] for k in sources] for s in scored], dtype=np.float64))
-        predicted.append(sources[int(np.argmax(image_p))])
-    tiles = [i for indices in groups.values() for i in indices]
-    return {"tiles": len(tiles), "images": len(groups),
-            "tile_accuracy": accuracy([records[i].source for i in tiles], [predicted_source(findings[i]) for i in tiles]),
-            "image_accuracy": accuracy(true, predicted),
-            "image_rule": "top-1 of the mean calibrated log-probability of the image's tiles"}
-
-
 def _balanced(true: Sequence[str], predicted: Sequence[str]) -> float | None:
     """Mean of the real and the synthetic images' accuracies: one real source against several generators
     makes plain detection accuracy reward calling everything synthetic."""
@@ -337,6 +294,8 @@ def run_benchmark(dataset: Dataset, detectors: Sequence[Detector], out: Path, *,
                     metrics["confusion"]["matrix"], metrics["confusion"]["rows"], metrics["confusion"]["columns"],
                     f"{p.detector.name}: {condition}, {group} classes ({metrics['n']} images)"))
                 metrics["picture"] = picture
+                from vestige.tilemetrics import image_level_metrics
+
                 image_level = image_level_metrics([records[i] for i in indices], [findings[i] for i in indices],
                                                   dataset.sources, by_path)
                 if image_level is not None:

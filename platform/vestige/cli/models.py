@@ -397,7 +397,7 @@ def _tile_and_image_accuracy(detector: TrainableDetector, model: Any, dataset: A
     """For a dataset of tiles (`bench build folders --tiles`): the trained model's tile- and image-level accuracy
     on the validation split, images whole (their tiles grouped by the manifest's mapping)."""
     from vestige.detect import run_detector
-    from vestige.harness import image_level_metrics, source_image
+    from vestige.tilemetrics import image_level_metrics, source_image
     from vestige.training import ArtifactFile
 
     records = dataset.records(split="val", condition="clean")
