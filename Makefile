@@ -24,7 +24,7 @@ demo: install
 	rm -rf $(DEMO)
 	@set -e; export VESTIGE_DATA_DIR=$(DEMO) VESTIGE_ACTOR="Demo Examiner"; V=$(BIN)/vestige; \
 	run() { echo; $(BIN)/python -c 'import shlex, sys; print("$$ vestige", shlex.join(sys.argv[1:]))' "$$@"; $$V "$$@"; }; \
-	$(BIN)/python -m vestige.demo $(DEMO)/incoming >/dev/null; \
+	$(BIN)/python -m vestige.cli.demo $(DEMO)/incoming >/dev/null; \
 	run init; \
 	run case new --ref DEMO-2026-0001 --title "Images from a forum thread"; \
 	echo; echo "# synthetic images from two of Vestige's own reference generators (the zoo):"; \

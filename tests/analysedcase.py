@@ -12,10 +12,10 @@ import io
 import numpy as np
 from PIL import Image as PILImage
 
-from vestige.cases import get_case
+from vestige.analysis.merge import merge_verdicts
+from vestige.core.workspace import Workspace
 from vestige.db.models import Analysis, Blob, Image, Verdict, utcnow
-from vestige.merge import merge_verdicts
-from vestige.workspace import Workspace
+from vestige.evidence.cases import get_case
 
 REFERENCE = "LAB-2026-0042"
 KINDS = {"metadata": "provenance", "cls-a": "attribution"}

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image, PngImagePlugin
 
 from vestige.plugin import Detector, Finding, ImageInput, hookimpl
-from vestige.training import (
+from vestige.plugin.training import (
     REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact,
 )
 

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from PIL import Image
 
-from vestige.config import Config, load_config
-from vestige.workspace import Workspace, init_workspace
+from vestige.core.config import Config, load_config
+from vestige.core.workspace import Workspace, init_workspace
 
 TEST_DATABASE_URL = os.environ.get("VESTIGE_TEST_DATABASE_URL", "")
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

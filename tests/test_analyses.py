@@ -11,17 +11,17 @@ import pytest
 import sqlalchemy as sa
 from slowplugin import slow_site, with_slow  # noqa: F401  (fixtures)
 
-from vestige.analyses import latest_analysis, tasks_of
-from vestige.cases import get_case
-from vestige.config import load_config
+from vestige.analysis.analyses import latest_analysis, tasks_of
+from vestige.analysis.robustness import PROBES
+from vestige.analysis.verdicts import decode_embedding
+from vestige.core.config import load_config
+from vestige.core.workspace import Workspace
 from vestige.db.models import Analysis, AnalysisTask, CustodyEvent, Image, Perturbation, Verdict
+from vestige.evidence.cases import get_case
 from vestige.jobs.embedded_broker import pending_message_ids
 from vestige.jobs.execution import run_analysis_task
 from vestige.jobs.heartbeat import Heartbeat
 from vestige.jobs.worker_process import ProcessState
-from vestige.robustness import PROBES
-from vestige.verdicts import decode_embedding
-from vestige.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -216,8 +216,8 @@ def test_analyze_names_a_missing_case_and_an_unknown_detector(vestige, case_with
 
 def test_start_analysis_says_where_the_work_went(case_with_images, open_workspace):
     """One launch for the CLI and the web: run here when asked and no worker can take it, else queue it."""
+    from vestige.core.plugins import get_plugin_manager
     from vestige.jobs.launch import HERE, WAITING, start_analysis
-    from vestige.plugins import get_plugin_manager
 
     case_with_images(2)
     workspace = open_workspace()

@@ -13,11 +13,11 @@ import pytest
 from PIL import Image
 
 from conftest import encode, photo
-from vestige.artifacts import Registry, attach, choose
-from vestige.detect import make_input
-from vestige.errors import BlobCorruptedError, InvalidInputError, NotFoundError
+from vestige.analysis.detect import make_input
+from vestige.core.errors import BlobCorruptedError, InvalidInputError, NotFoundError
+from vestige.models.artifacts import Registry, attach, choose
 from vestige.plugin import ImageInput
-from vestige.training import (
+from vestige.plugin.training import (
     ArtifactFile,
     Example,
     NoModelError,
@@ -254,9 +254,9 @@ def test_detectors_without_a_model_are_skipped_when_all_run_and_refused_when_nam
 
 
 def test_an_analysis_pins_the_default_model_and_its_verdicts_name_it(vestige, workspace, tmp_path) -> None:
-    from vestige.cases import get_case
+    from vestige.core.plugins import get_detectors, get_plugin_manager
     from vestige.db.models import Analysis, Verdict
-    from vestige.plugins import get_detectors, get_plugin_manager
+    from vestige.evidence.cases import get_case
 
     knn = get_detectors(get_plugin_manager())["knn"]
     model = knn.fit(training_set(), seed=0)
@@ -280,10 +280,10 @@ def test_an_analysis_pins_the_default_model_and_its_verdicts_name_it(vestige, wo
 
 
 def test_changing_the_default_mid_analysis_does_not_change_its_verdicts(vestige, workspace, tmp_path) -> None:
-    from vestige.cases import get_case
+    from vestige.core.plugins import get_detectors, get_plugin_manager
     from vestige.db.models import Analysis, Verdict
+    from vestige.evidence.cases import get_case
     from vestige.jobs.dispatch import run_in_process
-    from vestige.plugins import get_detectors, get_plugin_manager
 
     knn = get_detectors(get_plugin_manager())["knn"]
     first = knn.fit(training_set(), seed=0)

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vestige.detect import make_input, run_detector
+from vestige.analysis.detect import make_input, run_detector
 from vestige.plugin import ImageInput
-from vestige.training import ArtifactFile, Example, NoModelError, TrainableDetector, TrainedModel, TrainingSet
+from vestige.plugin.training import ArtifactFile, Example, NoModelError, TrainableDetector, TrainedModel, TrainingSet
 from vestige_baselines import (
     CnnDetector,
     DctDetector,

@@ -10,7 +10,7 @@ import zipfile
 import pytest
 
 from analysedcase import REFERENCE, add_finished_analysis, make_evidence
-from vestige.workspace import Workspace
+from vestige.core.workspace import Workspace
 
 
 @pytest.fixture
@@ -151,7 +151,7 @@ def test_a_file_added_after_signing_and_another_signer_are_rejected(vestige, bun
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-    from vestige.keys import public_key_pem
+    from vestige.evidence.keys import public_key_pem
 
     stranger = tmp_path / "stranger.pem"
     stranger.write_bytes(public_key_pem(Ed25519PrivateKey.generate().public_key()))

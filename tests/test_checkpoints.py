@@ -25,9 +25,9 @@ def case(vestige, tmp_path):
 
 def rehash_whole_chain(config, drop_last: bool = False) -> None:
     """What a forger with database write access does: edit, recompute every hash and the case's head."""
-    from vestige.custody import GENESIS, event_hash
     from vestige.db import Database
     from vestige.db.models import Case, CustodyEvent
+    from vestige.evidence.custody import GENESIS, event_hash
 
     db = Database.from_url(config.database_url)
     with db.session() as session:

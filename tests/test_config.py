@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from vestige.config import Config, config_as_dict, load_config
-from vestige.errors import ConfigError
+from vestige.core.config import Config, config_as_dict, load_config
+from vestige.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

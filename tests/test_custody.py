@@ -3,9 +3,9 @@
 import sqlalchemy as sa
 import pytest
 
-from vestige.cases import create_case, get_case
-from vestige.custody import record_event, verify_chain
 from vestige.db.models import CustodyEvent
+from vestige.evidence.cases import create_case, get_case
+from vestige.evidence.custody import record_event, verify_chain
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def test_an_inserted_event_is_caught(case_with_events):
         case = get_case(session, "LAB-1")
         last = session.execute(sa.select(CustodyEvent).order_by(CustodyEvent.id.desc())).scalars().first()
         # A forged event that even links to the real head and carries a correct-looking hash.
-        from vestige.custody import event_hash
+        from vestige.evidence.custody import event_hash
 
         forged = CustodyEvent(case_id=case.id, seq=last.seq + 1, at=last.at, actor="mallory", action="note",
                               details="{}", prev_hash=last.hash, hash="")
@@ -165,7 +165,7 @@ def test_group_commit_appends_queued_events_in_one_transaction(workspace):
     """Events queued while another thread writes go in together: one INSERT for all, the chain intact."""
     import threading
 
-    from vestige.custody import GroupCommit, NewEvent
+    from vestige.evidence.custody import GroupCommit, NewEvent
 
     with workspace.db.session() as session:
         create_case(session, reference="LAB-GROUP", title="group commit", actor="alice")
@@ -209,7 +209,7 @@ def test_group_commit_appends_queued_events_in_one_transaction(workspace):
 
 
 def test_group_commit_failure_raises_in_the_waiting_thread_and_writes_nothing(workspace):
-    from vestige.custody import GroupCommit, NewEvent
+    from vestige.evidence.custody import GroupCommit, NewEvent
 
     from vestige.db.models import Case
 

@@ -13,14 +13,14 @@ from PIL import Image
 
 import benchkit
 from conftest import SHARED
-from vestige.dataset_builders import SEEN_CLASSES, UNSEEN_CLASSES, Counts, build_folders
-from vestige import domainfit
-from vestige.datasets import CONDITIONS, FORMAT, Dataset, open_dataset
-from vestige.detect import make_input, run_detector
-from vestige.errors import ConflictError, InvalidInputError
-from vestige.harness import predicted_source, run_benchmark
-from vestige.plugins import get_plugin_manager, register_plugin
-from vestige.training import ArtifactFile, Example, TrainingSet
+from vestige.analysis.detect import make_input, run_detector
+from vestige.core.errors import ConflictError, InvalidInputError
+from vestige.core.plugins import get_plugin_manager, register_plugin
+from vestige.models import domainfit
+from vestige.models.datasets import CONDITIONS, FORMAT, Dataset, open_dataset
+from vestige.plugin.training import ArtifactFile, Example, TrainingSet
+from vestige_bench.dataset_builders import SEEN_CLASSES, UNSEEN_CLASSES, Counts, build_folders
+from vestige_bench.harness import predicted_source, run_benchmark
 
 PER_SOURCE = 30
 
@@ -122,7 +122,7 @@ def test_the_cli_refuses_a_damaged_dataset_and_a_non_empty_out_with_one_line(ves
 
 
 def test_a_failed_build_leaves_nothing_behind(source_folder: Path, pm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import vestige.dataset_builders as builders
+    import vestige_bench.dataset_builders as builders
 
     calls = []
 

@@ -1,4 +1,4 @@
-"""The validated domain (vestige.domain): the record every artifact carries, each abstention reason,
+"""The validated domain (vestige.plugin.domain): the record every artifact carries, each abstention reason,
 the four outcomes, the refit command, and abstention on real camera photographs."""
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vestige import domain as dom
-from vestige.detect import make_input, run_detector
-from vestige.plugin import ShippedManifest
-from vestige.training import ArtifactFile, pack_artifact
+from vestige.analysis.detect import make_input, run_detector
+from vestige.plugin import ShippedManifest, domain as dom
+from vestige.plugin.training import ArtifactFile, pack_artifact
 from vestige_fingerprint.detector import FingerprintDetector
 from vestige_fingerprint.weights import WEIGHTS_DIR, shipped
 from vestige_manifpt.detector import ManifptDetector
@@ -240,8 +239,8 @@ def test_reports_list_each_detectors_domain_and_the_images_outside_it():
 
 
 def test_stored_verdicts_carry_the_outcome_and_the_reason():
+    from vestige.analysis.serialise import verdict_as_dict
     from vestige.db.models import Verdict
-    from vestige.serialise import verdict_as_dict
 
     reason = "outside the validated domain: a 640×427 image, the model was validated on 32×32 images"
     outside = Verdict(image_id=1, detector="fingerprint", detector_version="1.0.0", label="unknown",

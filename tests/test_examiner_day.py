@@ -12,13 +12,13 @@ from test_web import Browser, app, browser, client, custody_actions, lab  # noqa
 from test_web_api import bearer
 from test_web_work import finished
 
-from vestige.analyses import request_analysis
-from vestige.cases import get_case
+from vestige.analysis.analyses import request_analysis
+from vestige.analysis.robustness import change_of
+from vestige.analysis.verdicts import stated_confidence
+from vestige.core.plugins import get_plugin_manager, select_detectors
 from vestige.db.models import Analysis, AnalysisTask, Case, Image, WorkerHeartbeat, utcnow
+from vestige.evidence.cases import get_case
 from vestige.jobs.dispatch import run_in_process
-from vestige.plugins import get_plugin_manager, select_detectors
-from vestige.robustness import change_of
-from vestige.verdicts import stated_confidence
 
 
 def checked_detectors(page: str) -> list[str]:
@@ -197,7 +197,7 @@ def test_custody_names_who_acts_never_the_os_user(vestige, workspace, env, tmp_p
 
 
 def test_the_custody_page_pages_and_filters(browser, lab, workspace):
-    from vestige.custody import record_event
+    from vestige.evidence.custody import record_event
 
     with workspace.db.session() as session:
         case = session.execute(sa.select(Case).where(Case.reference == "CASE-A")).scalar_one()

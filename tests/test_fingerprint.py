@@ -16,12 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vestige.detect import make_input
-from vestige.errors import InvalidInputError
-from vestige.plugin import ShippedManifest
-from vestige.training import ArtifactFile, Example, TrainingSet, read_artifact_file
+from vestige.analysis.detect import make_input
+from vestige.core.errors import InvalidInputError
+from vestige.plugin import ShippedManifest, calibration
+from vestige.plugin.training import ArtifactFile, Example, TrainingSet, read_artifact_file
 from vestige_fingerprint import FingerprintDetector
-from vestige import calibration
 from vestige_fingerprint.preprocess import fit_to_side, training_side
 from vestige_fingerprint.weights import ship
 
@@ -343,8 +342,8 @@ def test_train_list_and_detect_on_the_command_line(vestige, tmp_path, torch_one_
 
 
 def test_openset_metrics_score_unknown_against_known():
-    from vestige.openset import openset_metrics
     from vestige.plugin import Finding
+    from vestige_bench.openset import openset_metrics
 
     def finding(confidence: float, unknown: bool = False) -> Finding:
         return Finding(detector="d", detector_version="1", label="unknown" if unknown else "synthetic",
@@ -363,9 +362,9 @@ def test_openset_metrics_score_unknown_against_known():
 
 
 def test_reliability_ece_matches_the_detector_side_definition():
-    from vestige.calibration import calibration_bins
-    from vestige.reliability import calibration_metrics
     from vestige.plugin import Finding
+    from vestige.plugin.calibration import calibration_bins
+    from vestige_bench.reliability import calibration_metrics
 
     probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
     labels = np.array([0, 1, 0, 1])
@@ -414,7 +413,7 @@ def test_the_shipped_default_calls_a_cifar_photograph_real(vestige, tmp_path):
 
 def test_a_time_budget_that_cuts_training_short_is_flagged(vestige, tmp_path, torch_one_thread):
     """Issue 18: a model stopped by its budget before early stopping is never an ordinary result."""
-    from vestige.training import EpochClock
+    from vestige.plugin.training import EpochClock
 
     clock = EpochClock(10, minutes=1e-9)
     assert "epoch 1/10" in clock.lap() and clock.over_budget()

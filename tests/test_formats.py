@@ -7,8 +7,8 @@ import struct
 import pytest
 
 from conftest import encode, photo
-from vestige.errors import InvalidImageError
-from vestige.imagefile import SUPPORTED_FORMATS, inspect_image, sniff_format
+from vestige.core.errors import InvalidImageError
+from vestige.evidence.imagefile import SUPPORTED_FORMATS, inspect_image, sniff_format
 
 
 def ftyp(major: bytes, *compatible: bytes) -> bytes:

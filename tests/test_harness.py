@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 import benchkit
-from vestige.attribution_metrics import auroc, confusion_matrix, macro_f1, normalized_mutual_information
-from vestige.dataset_builders import build_folders
-from vestige.datasets import Dataset, Record
-from vestige.harness import SINGLE_CONDITIONS, condition_metrics, git_commit, markdown_table, run_benchmark
+from vestige.core.plugins import get_plugin_manager, register_plugin
+from vestige.models.attribution_metrics import auroc, confusion_matrix, macro_f1, normalized_mutual_information
+from vestige.models.datasets import Dataset, Record
 from vestige.plugin import Finding
-from vestige.plugins import get_plugin_manager, register_plugin
+from vestige_bench.dataset_builders import build_folders
+from vestige_bench.harness import SINGLE_CONDITIONS, condition_metrics, git_commit, markdown_table, run_benchmark
 
 REPO_DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from vestige import hookspecs
-from vestige.plugins import get_plugin_manager, register_plugin
+from vestige.core.plugins import get_plugin_manager, register_plugin
+from vestige.plugin import hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = sorted(name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("vestige_"))

@@ -83,9 +83,9 @@ def test_the_whole_corpus_in_one_process_stays_within_512_mb(vestige, case, env,
 
 
 def test_the_corpus_through_the_upload_api(workspace, corpus):
-    from vestige.cases import create_case
+    from vestige.access.accounts import add_member, add_user, create_token
+    from vestige.evidence.cases import create_case
     from vestige_web import create_app
-    from vestige.accounts import add_member, add_user, create_token
 
     folder, expected = corpus
     with workspace.db.session() as session:
@@ -105,8 +105,8 @@ def test_the_corpus_through_the_upload_api(workspace, corpus):
     assert all("\n" not in r["reason"] for r in body["rejected"])
     assert len(body["ingested"]) + len(body["duplicates"]) == sum(expected[n][1] for n in names
                                                                     if expected[n][0] == "ingested")
-    from vestige.cases import get_case
-    from vestige.custody import verify_chain
+    from vestige.evidence.cases import get_case
+    from vestige.evidence.custody import verify_chain
 
     with workspace.db.session() as session:
         assert verify_chain(session, get_case(session, CASE)).intact

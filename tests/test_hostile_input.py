@@ -84,7 +84,7 @@ def _ingest_at_once(workspace, references: list[str], path: Path, monkeypatch) -
     import sqlalchemy as sa
 
     from vestige.db.models import Case
-    from vestige.ingest import Acquisition, Ingester
+    from vestige.evidence.ingest import Acquisition, Ingester
 
     barrier = threading.Barrier(len(references))
     put = type(workspace.store).put
@@ -119,9 +119,9 @@ def _ingest_at_once(workspace, references: list[str], path: Path, monkeypatch) -
 def test_two_ingests_of_one_file_at_once_record_both_acquisitions(workspace, tmp_path, monkeypatch):
     import sqlalchemy as sa
 
-    from vestige.cases import create_case
-    from vestige.custody import verify_chain
     from vestige.db.models import Case, Image, ImageOccurrence
+    from vestige.evidence.cases import create_case
+    from vestige.evidence.custody import verify_chain
 
     with workspace.db.session() as session:
         create_case(session, reference=CASE, title="Race", actor="tester")
@@ -141,8 +141,8 @@ def test_two_ingests_of_one_file_at_once_record_both_acquisitions(workspace, tmp
 def test_one_file_ingested_into_two_cases_at_once_shares_its_blob(workspace, tmp_path, monkeypatch):
     import sqlalchemy as sa
 
-    from vestige.cases import create_case
     from vestige.db.models import Blob, Image
+    from vestige.evidence.cases import create_case
 
     with workspace.db.session() as session:
         create_case(session, reference="RACE-1", title="Race one", actor="tester")
@@ -192,8 +192,8 @@ def test_a_deep_png_under_the_pixel_limit_is_refused_quickly_by_its_decoded_byte
 
 
 def test_the_decoded_size_counts_bit_depth_and_channels(tmp_path):
-    from vestige.errors import InvalidImageError
-    from vestige.imagefile import ImageLimits, inspect_image
+    from vestige.core.errors import InvalidImageError
+    from vestige.evidence.imagefile import ImageLimits, inspect_image
 
     path = tmp_path / "small.png"
     deep_png(path, 64)  # 64×64 16-bit RGBA: 32 KiB decoded
@@ -225,7 +225,7 @@ def test_control_bidi_and_undecodable_bytes_in_a_file_name_are_escaped_and_kept(
 
 
 def test_thumbnails_of_large_jpegs_are_decoded_at_a_reduced_scale():
-    from vestige.imagefile import open_image
+    from vestige.evidence.imagefile import open_image
     from vestige.reports.pictures import thumbnail_jpeg
 
     data = encode(photo(24, 2048), quality=90)

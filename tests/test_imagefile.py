@@ -1,4 +1,4 @@
-"""vestige.imagefile and vestige.jpegquality: validation, facts, hashes, quality.
+"""vestige.evidence.imagefile and vestige.evidence.jpegquality: validation, facts, hashes, quality.
 
 Every image here is generated with Pillow/numpy; nothing is downloaded.
 """
@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin, TiffImagePlugin, features
 
-from vestige.errors import InvalidImageError
-from vestige.neardup import hamming
-from vestige.imagefile import (
+from vestige.core.errors import InvalidImageError
+from vestige.evidence.imageconvert import to_rgb
+from vestige.evidence.imagefile import (
     MAX_COUNTED_FRAMES,
     SUPPORTED_FORMATS,
     ImageLimits,
@@ -30,14 +30,14 @@ from vestige.imagefile import (
     sniff_format,
 
 )
-from vestige.imageconvert import to_rgb
-from vestige.imagehashes import colorhash_int, whash_int
-from vestige.jpegquality import (
+from vestige.evidence.imagehashes import colorhash_int, whash_int
+from vestige.evidence.jpegquality import (
     STANDARD_CHROMINANCE,
     STANDARD_LUMINANCE,
     estimate_jpeg_quality,
     scaled_tables,
 )
+from vestige.evidence.neardup import hamming
 
 needs_webp = pytest.mark.skipif(not features.check("webp"), reason="Pillow built without WebP")
 

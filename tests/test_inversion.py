@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import photo, pip_install_plugin, put_on_path
-from vestige.errors import InvalidInputError
+from vestige.core.errors import InvalidInputError
 from vestige.plugin import ShippedManifest
 from vestige_inversion.statistics import CalibrationRefused, Threshold, auroc
 
@@ -192,7 +192,7 @@ def lab_calibration(lab_generator):
 
 
 def test_calibration_set_round_trips_and_a_modified_one_is_refused(lab_calibration):
-    from vestige.training import ArtifactFile, pack_artifact
+    from vestige.plugin.training import ArtifactFile, pack_artifact
     from vestige_inversion.calibration import DETECTOR, VERSION, pack_set, unpack_set
 
     artifact = ArtifactFile.from_bytes(pack_set({"labgen": lab_calibration}))
@@ -238,10 +238,10 @@ def test_shipped_calibration_set_is_verified_against_its_manifest(tmp_path):
 
 
 def test_the_lab_generator_s_samples_belong_and_other_images_do_not(lab_generator, lab_calibration):
-    from vestige.training import ArtifactFile
+    from vestige.plugin import ImageInput
+    from vestige.plugin.training import ArtifactFile
     from vestige_inversion.calibration import pack_set
     from vestige_inversion.detector import InversionDetector
-    from vestige.plugin import ImageInput
     from vestige_inversion.generators import to_pictures
 
     detector = InversionDetector()
@@ -297,7 +297,7 @@ def _legacy_set(calibration):
     """A calibration set of the first format (normal fit of own losses, no negatives), packed as it was."""
     import hashlib
 
-    from vestige.training import ArtifactFile, pack_artifact
+    from vestige.plugin.training import ArtifactFile, pack_artifact
 
     tensors = {"losses": calibration.losses, "complexity": calibration.complexity}
     entry = {"generator": "labgen", "generator_version": calibration.generator_version,

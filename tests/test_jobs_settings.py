@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vestige.config import load_config
-from vestige.errors import ConfigError
+from vestige.core.config import load_config
+from vestige.core.errors import ConfigError
 from vestige.jobs.celery_app import create_celery_app
 from vestige.jobs.settings import TASK_BY_DEVICE, celery_settings, queue_for_device
 
@@ -45,7 +45,7 @@ def test_a_detector_that_prefers_a_gpu_goes_to_a_gpu_worker_only_when_one_is_liv
                                                        ("cpu", True, "cpu"), ("cpu", False, "cpu")])
 def test_a_process_loads_a_gpu_detector_on_cuda_only_when_torch_sees_a_gpu(monkeypatch, declared, cuda, loaded_on):
     torch = pytest.importorskip("torch")
-    from vestige.detect import device_for
+    from vestige.analysis.detect import device_for
     from vestige_inversion.detector import InversionDetector
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)

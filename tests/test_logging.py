@@ -10,7 +10,7 @@ import pytest
 from conftest import encode, photo
 from test_web import app, client, lab  # noqa: F401  (shared fixtures)
 
-from vestige.logs import configure_logging, log_context
+from vestige.core.logs import configure_logging, log_context
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def log_lines():
 
 
 def test_json_lines_carry_the_bound_context_and_tracebacks(log_lines):
-    log = logging.getLogger("vestige.ingest")
+    log = logging.getLogger("vestige.evidence.ingest")
     with log_context(case="LAB-1", request="r1"):
         log.info("ingested %d", 3)
         with log_context(task=7, missing=None):
@@ -33,7 +33,7 @@ def test_json_lines_carry_the_bound_context_and_tracebacks(log_lines):
                 log.exception("failed")
     log.info("outside")
     first, second, third = log_lines()
-    assert first["message"] == "ingested 3" and first["level"] == "INFO" and first["logger"] == "vestige.ingest"
+    assert first["message"] == "ingested 3" and first["level"] == "INFO" and first["logger"] == "vestige.evidence.ingest"
     assert first["case"] == "LAB-1" and first["request"] == "r1" and "task" not in first
     assert second["task"] == 7 and "missing" not in second and "ValueError: bad pixels" in second["exception"]
     assert "case" not in third and third["time"].endswith("Z")
@@ -59,8 +59,8 @@ def test_text_format_names_the_context():
 
 
 def test_wrong_logging_configuration_is_refused_with_a_sentence(tmp_path):
-    from vestige.config import load_config
-    from vestige.errors import ConfigError
+    from vestige.core.config import load_config
+    from vestige.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="logging.format must be one of"):
         load_config(environ={"VESTIGE_LOGGING__FORMAT": "xml"})

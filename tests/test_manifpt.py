@@ -13,11 +13,11 @@ import pytest
 import torch
 from PIL import Image
 
-from vestige import domainfit
-from vestige.detect import make_input, run_detector
-from vestige.errors import InvalidInputError
+from vestige.analysis.detect import make_input, run_detector
+from vestige.core.errors import InvalidInputError
+from vestige.models import domainfit
 from vestige.plugin import ShippedManifest
-from vestige.training import REAL, ArtifactFile, Example, TrainingSet
+from vestige.plugin.training import REAL, ArtifactFile, Example, TrainingSet
 from vestige_manifpt import detector as detector_module
 from vestige_manifpt.detector import ManifptDetector, ManifptError, project
 from vestige_manifpt.projection import BudgetError, brute_force_nearest, chunk_sizes, nearest, step_bytes
@@ -305,7 +305,7 @@ def test_project_returns_the_difference_from_the_nearest_reference(trained) -> N
 
 
 def test_structure_nmi_finds_the_design_choice_that_explains_the_fingerprints() -> None:
-    from vestige.attribution_metrics import normalized_mutual_information
+    from vestige.models.attribution_metrics import normalized_mutual_information
 
     models = ["a1", "a2", "b1", "b2"]
     metadata = {"a1": {"upsampling": "transposed", "loss": "hinge"}, "a2": {"upsampling": "transposed", "loss": "wgan"},
@@ -362,7 +362,7 @@ def test_augmentation_adds_corrupted_copies_of_training_images(tiny: TrainingSet
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory):
     """The tiny sources written as a dataset: test images of class ``a`` (seen) and ``b`` (unseen)."""
-    from vestige.datasets import DatasetWriter
+    from vestige.models.datasets import DatasetWriter
 
     out = tmp_path_factory.mktemp("data") / "tiny"
     with DatasetWriter(out, name="tiny", sources=list(SOURCES), classes=["a", "b"], seen_classes=["a"],

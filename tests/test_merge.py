@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vestige.merge import OUTCOMES, merge_verdicts
+from vestige.analysis.merge import OUTCOMES, merge_verdicts
 
 
 def f(detector: str, kind: str, label: str, source: str | None = None, error: str | None = None, confidence=None) -> dict:

@@ -15,13 +15,13 @@ from PIL import PngImagePlugin
 
 from analysedcase import REFERENCE, add_finished_analysis, make_evidence
 from conftest import photo
-from vestige.cases import get_case
-from vestige.detect import make_input, run_detector
+from vestige.analysis.detect import make_input, run_detector
+from vestige.core.plugins import get_plugin_manager
+from vestige.core.workspace import Workspace
+from vestige.evidence.cases import get_case
 from vestige.plugin import Finding, ReportSection
-from vestige.plugins import get_plugin_manager
 from vestige.reports.casereport import build_case_report
 from vestige.reports.jsonreport import report_problems
-from vestige.workspace import Workspace
 from vestige_metadata import MetadataDetector, vestige_report_sections
 
 

@@ -21,7 +21,7 @@ from imwatermark import WatermarkEncoder
 from PIL import Image
 
 from conftest import encode, photo
-from vestige.detect import make_input, run_detector
+from vestige.analysis.detect import make_input, run_detector
 from vestige_metadata import MetadataDetector
 from vestige_metadata.watermarks import KNOWN_MARKS, MAX_DECODED_PIXELS, chance_probability, threshold
 
@@ -125,7 +125,7 @@ def test_decoding_does_not_import_torch(tmp_path):
     image.write_bytes(encode(SD_V1_IMAGE, "PNG"))
     script = (
         "import sys\n"
-        "from vestige.detect import make_input, run_detector\n"
+        "from vestige.analysis.detect import make_input, run_detector\n"
         "from vestige_metadata import MetadataDetector\n"
         f"data = open({str(image)!r}, 'rb').read()\n"
         "finding = run_detector(MetadataDetector(trust_anchors=''), [make_input(data, name='m.png')])[0]\n"

@@ -1,12 +1,12 @@
-"""Tests for vestige.neardup: the multi-index must agree with a brute-force scan."""
+"""Tests for vestige.evidence.neardup: the multi-index must agree with a brute-force scan."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from vestige.errors import InvalidInputError
-from vestige.neardup import (
+from vestige.core.errors import InvalidInputError
+from vestige.evidence.neardup import (
     NearDuplicateIndex,
     _popcount_lut,
     bench_queries,

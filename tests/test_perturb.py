@@ -12,15 +12,15 @@ from conftest import photo
 from PIL import Image
 from test_ingest import snapshot
 
-import vestige_perturb
-from vestige.derivatives import parse_operation
-from vestige.errors import PluginError
+from vestige.analysis.robustness import PROBES, apply_chain, get_perturbations, probe_name
+from vestige.core.errors import PluginError
+from vestige.core.plugins import get_plugin_manager
+from vestige.evidence.derivatives import parse_operation
 from vestige.plugin import ENCODED_IMAGE_KEY
-from vestige.plugins import get_plugin_manager
-from vestige.robustness import PROBES, apply_chain, get_perturbations, probe_name
 from vestige_perturb import (
     CORRUPTIONS, OPERATIONS, SEEN_CORRUPTIONS, UNSEEN_CORRUPTIONS, apply_ops, augment, random_corruption,
 )
+import vestige_perturb
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import pip_install_plugin, put_on_path
-from vestige.errors import PluginError
-from vestige.hookspecs import hookimpl
-from vestige.plugins import get_detectors, get_plugin_manager, plugin_infos, register_plugin, select_detectors
+from vestige.core.errors import PluginError
+from vestige.core.plugins import get_detectors, get_plugin_manager, plugin_infos, register_plugin, select_detectors
+from vestige.plugin.hookspecs import hookimpl
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -169,7 +169,7 @@ def test_loading_the_plugins_does_not_import_torch():
         "from vestige.cli.app import State, cli\n"
         "state = State.from_environment()\n"
         "state.add_plugin_commands(cli)\n"
-        "from vestige.plugins import get_detectors\n"
+        "from vestige.core.plugins import get_detectors\n"
         "get_detectors(state.pm)\n"
         "print('torch' in sys.modules)\n"
     )

@@ -12,15 +12,15 @@ import pytest
 import torch
 from PIL import Image
 
-from vestige import domainfit
-from vestige.datasets import DatasetWriter
-from vestige.detect import make_input, run_detector
-from vestige.errors import InvalidInputError
+from vestige.analysis.detect import make_input, run_detector
+from vestige.core.errors import InvalidInputError
+from vestige.models import domainfit
+from vestige.models.datasets import DatasetWriter
 from vestige.plugin import ShippedManifest
-from vestige.training import ArtifactFile, Example, TrainingSet
+from vestige.plugin.training import ArtifactFile, Example, TrainingSet
 
-import vestige_repmix.detector as repmix_detector
 from vestige_repmix import RepMixDetector
+import vestige_repmix.detector as repmix_detector
 from vestige_repmix.fitting import Recipe, losses
 from vestige_repmix.nets import RepMixNet, architecture, gate, mixed_cross_entropy, sample_alpha
 
@@ -224,7 +224,7 @@ def test_ablation_flags_are_recorded_in_the_artifact(tiny: TrainingSet, flags: d
 
 
 def test_the_learning_rate_decay_is_an_option_applied_per_epoch_and_recorded(tiny: TrainingSet) -> None:
-    from vestige.errors import InvalidInputError
+    from vestige.core.errors import InvalidInputError
 
     small = TrainingSet(train=tiny.train[::6], validation=tiny.validation[::4], sources=SOURCES, augment=mild_augment)
     slow = RepMixDetector().fit(small, seed=0, options={"epochs": 2, "lr_decay": 0.93})

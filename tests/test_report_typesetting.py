@@ -11,13 +11,13 @@ import sqlalchemy as sa
 from analysedcase import REFERENCE, add_finished_analysis, make_evidence
 from test_reports import export, needs_poppler
 
-from vestige.cases import get_case
+from vestige.core.plugins import get_plugin_manager
+from vestige.core.workspace import Workspace
 from vestige.db.models import Verdict
-from vestige.plugins import get_plugin_manager
+from vestige.evidence.cases import get_case
 from vestige.reports.export import build_checked_report
 from vestige.reports.pdf import render_pdf
 from vestige.reports.pictures import ReportPictures
-from vestige.workspace import Workspace
 
 LONG_SCORE = "pixelshuffle-wgangp-long-generator-name"
 NESTED = {"domain": {"in_domain": False, "reason": "outside the validated domain: a 96×96 image"},

@@ -13,15 +13,15 @@ import sqlalchemy as sa
 from PIL import Image as PILImage
 
 from analysedcase import REFERENCE, add_finished_analysis, make_evidence
-from vestige.cases import get_case
-from vestige.custody import verify_chain
+from vestige.core.plugins import get_plugin_manager, register_plugin
+from vestige.core.workspace import Workspace
 from vestige.db.models import Report
+from vestige.evidence.cases import get_case
+from vestige.evidence.custody import verify_chain
 from vestige.plugin import ReportSection
-from vestige.plugins import get_plugin_manager, register_plugin
 from vestige.reports.casereport import build_case_report
 from vestige.reports.jsonreport import report_json_bytes, report_problems
 from vestige.reports.presentation import EMPTY
-from vestige.workspace import Workspace
 
 needs_poppler = pytest.mark.skipif(shutil.which("pdftoppm") is None or shutil.which("pdftotext") is None,
                                    reason="poppler-utils (pdftoppm, pdftotext) is not installed; .ci/run installs it")
@@ -140,7 +140,7 @@ def test_a_plugin_section_appears_and_a_failing_plugin_is_isolated(analysed, con
         def vestige_report_sections(case):
             raise RuntimeError("no notes today")
 
-    from vestige.hookspecs import hookimpl
+    from vestige.plugin.hookspecs import hookimpl
 
     pm = get_plugin_manager()
     for name, cls in (("good", Good), ("broken", Broken)):
@@ -189,8 +189,8 @@ def test_robustness_probes_are_listed_as_derivatives_not_as_near_duplicates(anal
     from conftest import encode, photo
 
     from vestige.db.models import Perturbation
-    from vestige.imagefile import inspect_image
-    from vestige.ingest import Acquisition, Ingester
+    from vestige.evidence.imagefile import inspect_image
+    from vestige.evidence.ingest import Acquisition, Ingester
 
     with workspace.db.session() as session:
         case = get_case(session, REFERENCE)

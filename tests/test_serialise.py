@@ -1,4 +1,4 @@
-"""One serialiser per domain object (vestige.serialise): the CLI's --json, the JSON API and the OpenAPI document
+"""One serialiser per domain object (vestige.analysis.serialise): the CLI's --json, the JSON API and the OpenAPI document
 agree on every object's keys, checked on real objects."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 from test_web import app, client, lab  # noqa: F401  (shared fixtures)
 
-from vestige import serialise
-from vestige.catalog import image_record, list_images
-from vestige.custody import list_events
+from vestige.analysis import serialise
 from vestige.db.models import Analysis, Blob, Case, Image, Perturbation, Report, Verdict, utcnow
+from vestige.evidence.catalog import image_record, list_images
+from vestige.evidence.custody import list_events
 
 
 def bearer(lab, name: str) -> dict[str, str]:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from vestige.errors import InvalidInputError, NotFoundError
+from vestige.core.errors import InvalidInputError, NotFoundError
 from vestige.plugin import SHIPPED_FORMAT, ShippedManifest, WeightsMismatchError
-from vestige.training import read_shipped
+from vestige.plugin.training import read_shipped
 
 PLUGINS = Path(__file__).resolve().parents[1] / "plugins"
 #: Every folder of shipped weights in the repository, and the default entry each names.
@@ -121,7 +121,7 @@ def test_an_invalid_manifest_is_refused_in_one_line_naming_it(tmp_path, content)
 
 
 def test_refitting_a_shipped_artifact_replaces_its_file_and_keeps_its_metadata(tmp_path, monkeypatch):
-    from vestige.domainfit import ship_refit
+    from vestige.models.domainfit import ship_refit
 
     plugin = tmp_path / "refit_plugin"
     manifest = ShippedManifest(plugin / "weights")

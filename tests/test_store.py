@@ -11,9 +11,9 @@ from typing import Callable
 import boto3
 import pytest
 
-from vestige.errors import BlobCorruptedError, BlobMissingError, ConfigError, StoreError
-from vestige.s3store import S3BlobStore
-from vestige.store import BlobStore, LocalBlobStore, open_store
+from vestige.core.errors import BlobCorruptedError, BlobMissingError, ConfigError, StoreError
+from vestige.evidence.s3store import S3BlobStore
+from vestige.evidence.store import BlobStore, LocalBlobStore, open_store
 
 S3_ENV = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -178,7 +178,7 @@ def test_s3_unknown_bucket_and_unreachable_server_are_store_errors(s3_endpoint):
 
 
 def test_configuration_selects_the_backend(tmp_path, s3_endpoint, s3_bucket):
-    from vestige.config import load_config
+    from vestige.core.config import load_config
 
     bucket, _ = s3_bucket
     env = {"VESTIGE_STORE__BACKEND": "s3", "VESTIGE_STORE__BUCKET": bucket, "VESTIGE_STORE__ENDPOINT_URL": s3_endpoint,
@@ -199,7 +199,7 @@ def test_configuration_selects_the_backend(tmp_path, s3_endpoint, s3_bucket):
     ],
 )
 def test_s3_configuration_needs_a_bucket_and_never_takes_credentials(tmp_path, toml, message):
-    from vestige.config import load_config
+    from vestige.core.config import load_config
 
     path = tmp_path / "lab.toml"
     path.write_text(toml)

@@ -1,4 +1,4 @@
-"""Native resolution (vestige.tiles, docs/tiles.md): the grid, the cap, aggregation, the heat map, and the way
+"""Native resolution (vestige.analysis.tiles, docs/tiles.md): the grid, the cap, aggregation, the heat map, and the way
 a tiled finding reaches `vestige detect --json`, the web image page and the reports."""
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ import pytest
 from PIL import Image
 from test_web import app, browser, client, ingest_bytes, lab  # noqa: F401  (shared fixtures)
 
-from vestige import tiles
-from vestige.detect import make_input, run_detector
-from vestige.domainfit import with_domain
-from vestige.pictures import ramp
+from vestige.analysis import tiles
+from vestige.analysis.detect import make_input, run_detector
+from vestige.analysis.pictures import ramp
+from vestige.analysis.tiles import MIN_INSIDE, RULE, TileGrid, aggregate, axis_origins
+from vestige.models.domainfit import with_domain
 from vestige.plugin import Finding, Picture
-from vestige.tiles import MIN_INSIDE, RULE, TileGrid, aggregate, axis_origins
-from vestige.training import ArtifactFile
+from vestige.plugin.training import ArtifactFile
 from vestige_fingerprint.detector import FingerprintDetector
 
 ZOO = ("real", "dcgan-s0", "dcgan-s1", "nnup-hinge", "pixelshuffle-wgangp", "stylegan-mini", "vae", "ddpm-ddim")
@@ -188,7 +188,7 @@ def test_the_heat_map_colours_each_tile_by_its_probability_and_marks_the_rest():
     grid = TileGrid.cover(128, 64, 32)
     chosen = [(0, 0), (1, 0), (2, 0), (0, 1)]  # the rest of the grid was not analysed
     values, inside = [1.0, 0.0, 0.5, 0.9], [True, True, True, False]
-    from vestige.pictures import heatmap_png
+    from vestige.analysis.pictures import heatmap_png
 
     picture = Image.open(io.BytesIO(heatmap_png(grey, (128, 64), [grid.cell(c, r) for c, r in chosen], values,
                                                 inside, title="fingerprint: P(synthetic)")))
@@ -320,7 +320,7 @@ def test_a_dev_set_and_an_image_level_calibration_measured_on_other_images(vesti
     assert record["fit"]["images"] == counts["fit"] and record["fit"]["real_tiled_inside"] > 0
     assert record["test"]["sources"]["real"]["images"] == counts["test"]["real"]
     # the threshold lies strictly above every fitted real image's P(synthetic): none of them would be accused
-    from vestige.tilecal import read_folder
+    from vestige.models.tilecal import read_folder
 
     detector = fingerprint()
     real = [item for source, item in read_folder(tmp_path / "dev/fit") if source == "real"]
@@ -336,7 +336,7 @@ def test_a_dev_set_and_an_image_level_calibration_measured_on_other_images(vesti
 # -- training from full-size references: a dataset of tiles, split by image ---------------------------
 
 def test_folders_cut_into_tiles_keep_each_image_in_one_split_and_report_image_level_accuracy(vestige, tmp_path):
-    from vestige.datasets import open_dataset
+    from vestige.models.datasets import open_dataset
 
     built = vestige("bench", "build", "tiles-dev", "--out", tmp_path / "dev", "--side", "64", "--pieces", "4",
                     "--mosaics", "6", "--whole", "0", "--generators", "dcgan-s0,vae")

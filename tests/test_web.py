@@ -15,12 +15,12 @@ import pytest
 import sqlalchemy as sa
 from conftest import encode, photo
 
-from vestige.cases import create_case
-from vestige.custody import verify_chain
+from vestige.access.accounts import add_member, add_user, authenticate, create_token
 from vestige.db.models import Case, CustodyEvent
-from vestige.ingest import Acquisition, Ingester
+from vestige.evidence.cases import create_case
+from vestige.evidence.custody import verify_chain
+from vestige.evidence.ingest import Acquisition, Ingester
 from vestige_web import create_app
-from vestige.accounts import add_member, add_user, authenticate, create_token
 
 PASSWORD = "correct horse battery"
 CSRF = "test-csrf-token"
@@ -92,8 +92,8 @@ def lab(workspace, tmp_path) -> Lab:
 @pytest.fixture
 def with_password(workspace, lab):
     """Give alice the password PASSWORD, for the tests of the login form."""
+    from vestige.access.accounts import hash_password
     from vestige.db.models import User
-    from vestige.accounts import hash_password
 
     with workspace.db.session() as session:
         session.get(User, lab.users["alice"]).password_hash = hash_password(PASSWORD)
@@ -106,8 +106,8 @@ class Browser:
         self.client = client
         sid = None
         if user_id is not None:  # a real server-side session, as a login makes
+            from vestige.access.websessions import start_session
             from vestige.db.models import User
-            from vestige.websessions import start_session
 
             with client.application.app_context():
                 from vestige_web.extensions import vestige as ext

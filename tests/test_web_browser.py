@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import encode, photo
 
-from vestige.accounts import add_user
+from vestige.access.accounts import add_user
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -73,7 +73,7 @@ def test_a_nul_byte_in_the_source_field_is_escaped_not_a_server_error(browser, w
 def test_the_custody_page_shows_the_last_store_check(browser, workspace):
     import os
 
-    from vestige.storeverify import verify_store
+    from vestige.evidence.storeverify import verify_store
 
     page = browser("alice").get("/cases/CASE-A/custody").get_data(as_text=True)
     assert "The evidence store has not been checked for this case yet" in page

@@ -64,9 +64,9 @@ def test_a_removed_user_cannot_log_in_again(client, app, lab, with_password, run
 def test_a_login_deletes_sessions_finished_over_a_month_ago(workspace):
     import datetime as dt
 
-    from vestige.accounts import add_user
+    from vestige.access.accounts import add_user
+    from vestige.access.websessions import KEEP_FINISHED, start_session, user_for_session
     from vestige.db.models import WebSession, utcnow
-    from vestige.websessions import KEEP_FINISHED, start_session, user_for_session
 
     with workspace.db.session() as session:
         user = add_user(session, username="olga", role="examiner", password="a long password")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vestige.errors import NotFoundError, VestigeError
+from vestige.core.errors import NotFoundError, VestigeError
 from vestige.plugin import WeightsMismatchError, file_sha256, load_verified
 
 torch = pytest.importorskip("torch")

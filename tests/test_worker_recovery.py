@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from slowplugin import slow_site, with_slow  # noqa: F401  (fixtures)
 from test_workers import _workspace, broker, lab, redis_prefix  # noqa: F401  (fixtures)
 
-from vestige.analyses import latest_analysis
-from vestige.cases import get_case
+from vestige.analysis.analyses import latest_analysis
 from vestige.db.models import AnalysisTask, Verdict
+from vestige.evidence.cases import get_case
 from vestige.jobs.dispatch import wait_for_analysis
 
 pytestmark = pytest.mark.slow
@@ -58,8 +58,8 @@ def test_a_killed_workers_tasks_are_taken_over_by_a_live_worker_within_seconds(v
 
 
 def test_the_stall_sentence_names_a_worker_that_went_silent(workspace):
-    from vestige.cases import create_case
     from vestige.db.models import Analysis, WorkerHeartbeat, utcnow
+    from vestige.evidence.cases import create_case
     from vestige.jobs.recovery import requeue_tasks_of_lost_workers, stall_reason
 
     with workspace.db.session() as session:

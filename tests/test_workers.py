@@ -20,13 +20,13 @@ import pytest
 import sqlalchemy as sa
 from slowplugin import slow_site, with_slow  # noqa: F401  (fixtures)
 
-from vestige.analyses import latest_analysis
-from vestige.cases import get_case
-from vestige.config import load_config
+from vestige.analysis.analyses import latest_analysis
+from vestige.core.config import load_config
+from vestige.core.workspace import Workspace
 from vestige.db.models import CustodyEvent, Verdict
+from vestige.evidence.cases import get_case
 from vestige.jobs.dispatch import wait_for_analysis
 from vestige.jobs.heartbeat import live_workers
-from vestige.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 VESTIGE = Path(sys.executable).with_name("vestige")

@@ -16,9 +16,9 @@ import pytest
 import torch
 from PIL import Image
 
-from vestige.errors import NotFoundError
+from vestige.core.errors import NotFoundError
+from vestige.core.plugins import get_plugin_manager
 from vestige.plugin import GeneratorSpec, ShippedManifest
-from vestige.plugins import get_plugin_manager
 from vestige_zoo.catalog import CLASSIFIER, list_models
 from vestige_zoo.registry import load_encoder, load_generator, load_network
 from vestige_zoo.sampling import latents, sample_images

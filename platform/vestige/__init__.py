@@ -4,7 +4,7 @@ The public names of the core are re-exported here; everything else is internal.
 Plugins import from :mod:`vestige.plugin`.
 """
 
-from vestige.errors import (
+from vestige.core.errors import (
     BlobCorruptedError,
     BlobMissingError,
     ConfigError,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vestige.training import TrainOption
+from vestige.plugin.training import TrainOption
 from vestige_baselines.detector import SIZE_OPTION, BaselineDetector, BaselineModel, Scored, TrainingDataError
 
 BATCH = 64
@@ -88,7 +88,7 @@ class CnnDetector(BaselineDetector):
         import torch.nn.functional as F
         from PIL import Image
 
-        from vestige.training import EpochClock
+        from vestige.plugin.training import EpochClock
         from vestige_perturb.resharing import RESHARING, Resharer
 
         if not 0.0 <= options["augment"] <= 1.0:

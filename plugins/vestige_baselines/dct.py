@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from vestige.training import TrainOption
+from vestige.plugin.training import TrainOption
 from vestige_baselines.detector import SIZE_OPTION, BaselineDetector, BaselineModel, Scored, TrainingDataError
 from vestige_baselines.linear import class_rows
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vestige.plugin import Finding, ImageInput, Picture, VestigeError
-from vestige.training import (
+from vestige.plugin.training import (
     REAL,
     ArtifactFile,
     TrainableDetector,

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from vestige.training import TrainOption
+from vestige.plugin.training import TrainOption
 from vestige_baselines.detector import SIZE_OPTION, BaselineDetector, BaselineModel, Scored, TrainingDataError
 
 #: k values whose validation accuracy training reports, to help choose ``--k``.

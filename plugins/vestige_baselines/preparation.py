@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from vestige.training import Example
+from vestige.plugin.training import Example
 
 MAX_DERIVED_SIZE = 128
 PREPARATIONS = ("resize", "crop")

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from vestige.plugin import Picture
-from vestige.training import ArtifactFile, TrainOption
+from vestige.plugin.training import ArtifactFile, TrainOption
 from vestige_baselines.detector import (
     SIZE_OPTION,
     ArtifactMismatchError,

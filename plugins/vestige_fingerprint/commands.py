@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from vestige.errors import InvalidInputError
-from vestige.training import ArtifactFile
+from vestige.plugin import InvalidInputError
+from vestige.plugin.training import ArtifactFile
 
 
 @click.group("fingerprint")

@@ -12,11 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from vestige.errors import InvalidInputError
-from vestige.plugin import Finding, ImageInput, Picture
-from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption
-from vestige import calibration
-from vestige.domain import Decision, DomainScores, decide
+from vestige.plugin import Finding, ImageInput, InvalidInputError, Picture, calibration
+from vestige.plugin.domain import Decision, DomainScores, decide
+from vestige.plugin.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption
 from vestige_fingerprint import recipe
 from vestige_fingerprint.pictures import fingerprint_png
 from vestige_fingerprint.preprocess import stack

@@ -68,7 +68,7 @@ def model_fingerprint_grid(artifact, *, columns: int = 4) -> bytes:
     """The labelled grid of an auto-encoder artifact's model fingerprints (an :class:`ArtifactFile`)."""
     kernels = artifact.tensors().get("model_fingerprints")
     if kernels is None:
-        from vestige.errors import InvalidInputError
+        from vestige.plugin import InvalidInputError
 
         raise InvalidInputError(f"model artifact {artifact.sha256[:12]}… is the {artifact.info.get('variant')} variant, "
                                 "which has no model fingerprints; use an autoencoder artifact")

@@ -14,9 +14,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from vestige.errors import InvalidInputError
-from vestige.plugin import ShippedManifest
-from vestige.training import ArtifactFile, read_shipped, unpack_artifact
+from vestige.plugin import InvalidInputError, ShippedManifest
+from vestige.plugin.training import ArtifactFile, read_shipped, unpack_artifact
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 

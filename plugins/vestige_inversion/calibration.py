@@ -27,9 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from vestige.errors import InvalidInputError
-from vestige.plugin import ShippedManifest
-from vestige.training import ArtifactFile, pack_artifact, read_shipped
+from vestige.plugin import InvalidInputError, ShippedManifest
+from vestige.plugin.training import ArtifactFile, pack_artifact, read_shipped
 from vestige_inversion.statistics import Threshold, complexity
 
 DETECTOR = "inversion"

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from vestige.cli.app import State, echo_json, pass_state
+from vestige.plugin.commands import State, echo_json, pass_state
 
 DEFAULT_DATA = Path("../shared/data/cifar10-jpeg.zip")
 #: Calibration samples and evaluation samples come from disjoint seeds (``vestige zoo sample`` uses small ones).
@@ -77,8 +77,8 @@ def calibrate_command(state: State, generator: str, n: int, n_real: int | None, 
     import numpy as np
     import torch
 
-    from vestige.cli.models import optional_registry
-    from vestige.training import ArtifactFile
+    from vestige.plugin.commands import optional_registry
+    from vestige.plugin.training import ArtifactFile
     from vestige_inversion.calibration import Calibration, calibrate, merged, pack_set, shipped_set, unpack_set
     from vestige_inversion.generators import LoadedGenerator, generator_specs, get_spec
     from vestige_inversion.negatives import gather
@@ -121,7 +121,7 @@ def calibrate_command(state: State, generator: str, n: int, n_real: int | None, 
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def ship_command(files: tuple[Path, ...]) -> None:
     """Maintainers: merge calibration files (`calibrate --out`) into the calibration set the plugin ships."""
-    from vestige.training import ArtifactFile
+    from vestige.plugin.training import ArtifactFile
     from vestige_inversion.calibration import Calibration, ship, shipped_set, unpack_set
 
     current = shipped_set()
@@ -165,10 +165,8 @@ def bench_command(generators: tuple[str, ...], steps: int, batches: str, device:
 def evaluate_command(state: State, generators: str | None, n: int, n_other: int | None, data: Path,
                      conditions: str, threads: int | None, out: Path, record: bool) -> None:
     """AUROC of each generator's own held-out samples against real images and other zoo models' samples."""
-    from vestige.artifacts import choose
-    from vestige.cli.models import optional_registry
-    from vestige_inversion.calibration import unpack_set
-    from vestige_inversion.calibration import Calibration
+    from vestige.plugin.commands import choose, optional_registry
+    from vestige_inversion.calibration import Calibration, unpack_set
     from vestige_inversion.detector import InversionDetector
     from vestige_inversion.evaluation import evaluate, markdown
 

@@ -7,9 +7,8 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from vestige.errors import InvalidInputError, VestigeError
-from vestige.plugin import Finding, ImageInput, Picture
-from vestige.training import ArtifactFile, TrainableDetector, TrainedModel, TrainingSet
+from vestige.plugin import Finding, ImageInput, InvalidInputError, Picture, VestigeError
+from vestige.plugin.training import ArtifactFile, TrainableDetector, TrainedModel, TrainingSet
 
 #: Environment settings (the configuration file has no place for plugin settings).
 ENV_GENERATORS = "VESTIGE_INVERSION_GENERATORS"

@@ -25,8 +25,7 @@ CONDITIONS = {"clean": [], "jpeg90": [{"op": "jpeg", "params": {"quality": 90}}]
 
 def perturbed(pictures: Sequence[Image.Image], condition: str) -> list[Image.Image]:
     """``pictures`` after the perturbation chain of ``condition`` (a key of :data:`CONDITIONS`), decoded again."""
-    from vestige.derivatives import apply_chain, get_perturbations
-    from vestige.plugins import get_plugin_manager
+    from vestige.plugin.services import apply_chain, get_perturbations, get_plugin_manager
 
     ops = CONDITIONS[condition]
     if not ops:

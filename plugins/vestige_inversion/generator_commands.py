@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from vestige.cli.app import State, echo_json, echo_table, pass_state
+from vestige.plugin.commands import State, echo_json, echo_table, pass_state
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +44,8 @@ def calibration_state(name: str, spec: Any, calibrations: dict[str, Any], set_sh
 @pass_state
 def list_command(state: State, as_json: bool) -> None:
     """Every registered generator: its plugin, output and latent, weights and calibration state."""
-    from vestige.artifacts import choose
-    from vestige.cli.models import optional_registry
-    from vestige.plugins import format_exception_line
+    from vestige.plugin.commands import choose, optional_registry
+    from vestige.plugin.services import format_exception_line
     from vestige_inversion.calibration import unpack_set
     from vestige_inversion.detector import InversionDetector
     from vestige_inversion.generators import LoadedGenerator, registered_generators
@@ -100,7 +99,7 @@ def convert_command(checkpoint: Path, out: Path, key: str | None, name: str | No
 
     The pickle is read with torch.load(weights_only=True), which refuses anything but tensors and plain containers.
     """
-    from vestige.weightfiles import convert_checkpoint
+    from vestige.plugin.weightfiles import convert_checkpoint
 
     path, sha = convert_checkpoint(checkpoint, out, key=key, name=name)
     echo_json({"file": str(path), "sha256": sha, "size": path.stat().st_size})

@@ -10,8 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from vestige.errors import NotFoundError
-from vestige.plugin import GeneratorSpec
+from vestige.plugin import GeneratorSpec, NotFoundError
 from vestige_inversion.optimise import draw_latents, run_generator
 
 
@@ -19,7 +18,7 @@ def registered_generators() -> dict[str, tuple[str, GeneratorSpec]]:
     """Every generator the installed (allowed) plugins register through ``vestige_generators``, by name, with
     the name of the plugin that registers it (the first one, when two register the same name)."""
     from vestige.plugin import load_configuration
-    from vestige.plugins import get_plugin_manager
+    from vestige.plugin.services import get_plugin_manager
 
     pm = get_plugin_manager(load_configuration().plugins.allow)
     found: dict[str, tuple[str, GeneratorSpec]] = {}

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vestige.errors import InvalidInputError
-from vestige.plugin import GeneratorSpec, reference_photographs
+from vestige.plugin import GeneratorSpec, InvalidInputError, reference_photographs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: Families not sampled for negatives (a diffusion sample costs many network evaluations).

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from vestige.errors import InvalidInputError
+from vestige.plugin import InvalidInputError
 
 #: Keeps ``log`` finite for a perfect reconstruction (loss 0 after quantisation).
 LOSS_FLOOR = 1e-8

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from vestige.training import EpochClock
+from vestige.plugin.training import EpochClock
 
 
 class BasicBlock(nn.Module):

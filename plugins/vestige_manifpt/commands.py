@@ -26,9 +26,8 @@ def _registry_session() -> Any:
     """A context manager giving the workspace's model registry (core internals: no public API reaches it yet)."""
     import contextlib
 
-    from vestige.artifacts import Registry
     from vestige.plugin import load_configuration
-    from vestige.workspace import Workspace
+    from vestige.plugin.commands import Registry, Workspace
 
     @contextlib.contextmanager
     def session() -> Any:
@@ -41,7 +40,7 @@ def _registry_session() -> Any:
 
 def load_artifact(ref: str) -> Any:
     """An artifact from a file, or by id / SHA-256 prefix from the workspace's registry."""
-    from vestige.training import ArtifactFile
+    from vestige.plugin.training import ArtifactFile
 
     path = Path(ref)
     if path.is_file():
@@ -61,7 +60,7 @@ def reference_command(folder: Path, limit: int | None, seed: int, out: Path | No
     """Build a reference manifold from a folder of real images and register it as a model artifact."""
     import numpy as np
 
-    from vestige.detect import make_input
+    from vestige.plugin.services import make_input
     from vestige_manifpt.detector import VERSION
     from vestige_manifpt.reference import ReferenceError, folder_images, from_images, pack
 
@@ -206,8 +205,8 @@ def structure_command(dataset: Path, model_ref: str | None, per_source: int, out
     """Cluster the per-model fingerprints and score the clusters against each design choice (NMI)."""
     import torch
 
-    from vestige.datasets import open_dataset
-    from vestige.plugins import get_plugin_manager
+    from vestige.plugin.datasets import open_dataset
+    from vestige.plugin.services import get_plugin_manager
     from vestige_manifpt.detector import ManifptDetector
     from vestige_manifpt.structure import analyse, markdown
 
@@ -217,7 +216,7 @@ def structure_command(dataset: Path, model_ref: str | None, per_source: int, out
         detector.use_artifact(load_artifact(model_ref))
     else:
         try:
-            from vestige.artifacts import choose
+            from vestige.plugin.commands import choose
 
             with _registry_session() as registry:
                 artifact = choose(detector, registry)
@@ -252,7 +251,7 @@ def structure_command(dataset: Path, model_ref: str | None, per_source: int, out
 def ship_command(file: Path, train_command: str | None, minutes: float | None) -> None:
     """Copy a trained manifpt artifact FILE into the plugin's weights/ and its manifest (for maintainers)."""
     from vestige.plugin import ShippedManifest
-    from vestige.training import ArtifactFile
+    from vestige.plugin.training import ArtifactFile
     from vestige_manifpt.detector import WEIGHTS_DIR
 
     data = file.read_bytes()
@@ -281,8 +280,8 @@ def evaluate_command(dataset: Path, models: tuple[str, ...], limit: int | None, 
     """Closed-set attribution accuracy (the paper's metric) of detectors on a dataset's test images, seen and unseen classes."""
     import torch
 
-    from vestige.datasets import open_dataset
-    from vestige.plugins import get_detectors, get_plugin_manager
+    from vestige.plugin.datasets import open_dataset
+    from vestige.plugin.services import get_detectors, get_plugin_manager
     from vestige_manifpt.evaluation import evaluate, markdown
 
     torch.set_num_threads(1)

@@ -18,8 +18,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vestige.plugin import Finding, ImageInput, Picture, VestigeError
-from vestige.domain import DomainScores, decide
-from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact
+from vestige.plugin.domain import DomainScores, decide
+from vestige.plugin.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact
 from vestige_manifpt.reference import Reference, ReferenceError
 
 VERSION = "0.1.0"
@@ -81,7 +81,7 @@ class ManifptDetector(TrainableDetector):
             progress: Callable[[str], None] | None = None, device: str = "cpu") -> TrainedModel:
         import torch
 
-        from vestige import calibration
+        from vestige.plugin import calibration
         from vestige_manifpt import attributor
         from vestige_manifpt.spaces import is_picture, stack
 
@@ -207,7 +207,7 @@ class ManifptDetector(TrainableDetector):
         self._state = None
 
     def shipped_artifact(self) -> ArtifactFile | None:
-        from vestige.training import read_shipped
+        from vestige.plugin.training import read_shipped
 
         return read_shipped(WEIGHTS_DIR)
 
@@ -252,7 +252,7 @@ class ManifptDetector(TrainableDetector):
         one image at a time."""
         import torch
 
-        from vestige import calibration
+        from vestige.plugin import calibration
         from vestige_manifpt import attributor
         from vestige_manifpt.spaces import prepare
 

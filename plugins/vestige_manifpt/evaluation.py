@@ -30,7 +30,7 @@ def evaluate(detectors: Mapping[str, Any], dataset: Any, *, limit: int | None = 
 
     ``limit`` keeps at most that many images per source, half from the seen classes and half from the unseen ones.
     """
-    from vestige.detect import run_detector
+    from vestige.plugin.services import run_detector
 
     say = progress or (lambda _: None)
     records = []

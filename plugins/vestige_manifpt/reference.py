@@ -116,14 +116,14 @@ def folder_images(folder: Path) -> list[Path]:
 
 def pack(reference: Reference, *, version: str, info: dict[str, Any]) -> bytes:
     """A reference artifact's bytes (same reference and info, same bytes)."""
-    from vestige.training import pack_artifact
+    from vestige.plugin.training import pack_artifact
 
     return pack_artifact(reference.tensors(), detector="manifpt", version=version,
                          info={"kind": "reference", "format": FORMAT, "images": len(reference), **info})
 
 
 def unpack(artifact: Any) -> Reference:
-    """The reference inside a reference artifact (an :class:`~vestige.training.ArtifactFile`)."""
+    """The reference inside a reference artifact (an :class:`~vestige.plugin.training.ArtifactFile`)."""
     if artifact.detector != "manifpt" or artifact.info.get("kind") != "reference":
         raise ReferenceError(f"artifact {artifact.sha256[:12]} is not a ManiFPT reference "
                              f"(detector {artifact.detector}, kind {artifact.info.get('kind')!r}); "

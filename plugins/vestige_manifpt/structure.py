@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from vestige.training import REAL
+from vestige.plugin.training import REAL
 
 #: Metadata keys that are descriptions, not design choices.
 NOT_DESIGN = frozenset({"description", "output", "dataset", "sampler"})
@@ -115,7 +115,7 @@ def analyse(detector: Any, dataset: Any, metadata: Mapping[str, Mapping[str, Any
     """The structure analysis of ``dataset``'s clean test images with a trained ``detector``: result and picture."""
     import torch
 
-    from vestige.attribution_metrics import normalized_mutual_information
+    from vestige.plugin.metrics import normalized_mutual_information
     from vestige_manifpt import attributor
     from vestige_manifpt.detector import project
     from vestige_manifpt.pictures import fingerprint_grid_png

@@ -13,10 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from vestige.errors import InvalidInputError
-from vestige.plugin import Finding, ImageInput, VestigeError
-from vestige.domain import DomainScores, decide
-from vestige.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_shipped
+from vestige.plugin import Finding, ImageInput, InvalidInputError, VestigeError
+from vestige.plugin.domain import DomainScores, decide
+from vestige.plugin.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption, pack_artifact, read_shipped
 
 ARTIFACT_FORMAT = "repmix/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -165,7 +164,7 @@ class RepMixDetector(TrainableDetector):
         """(L2-normalised embeddings, P(synthetic) from the detection head, calibrated attribution probabilities)."""
         import torch
 
-        from vestige.calibration import softmax
+        from vestige.plugin.calibration import softmax
         from vestige_repmix.fitting import to_tensor
         from vestige_repmix.nets import gate
 

@@ -34,8 +34,8 @@ import torch
 from PIL import Image
 from torch.nn import functional as F
 
-from vestige.calibration import fit_temperature, open_set_threshold, softmax
-from vestige.training import REAL, EpochClock, Example, TrainingSet
+from vestige.plugin.calibration import fit_temperature, open_set_threshold, softmax
+from vestige.plugin.training import REAL, EpochClock, Example, TrainingSet
 from vestige_repmix.nets import RepMixNet, gate, mixed_cross_entropy, sample_alpha
 
 AUGMENT_P = 0.95

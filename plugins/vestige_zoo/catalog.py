@@ -14,7 +14,7 @@ from typing import Any
 
 from torch import nn
 
-from vestige.errors import NotFoundError
+from vestige.plugin import NotFoundError
 from vestige_zoo.classifier_net import CifarClassifier
 from vestige_zoo.diffusion_net import DdimSampler
 from vestige_zoo.gan_nets import NearestUpsampleGenerator, PixelShuffleGenerator, TransposedConvGenerator

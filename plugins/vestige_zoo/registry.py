@@ -15,11 +15,9 @@ from pathlib import Path
 
 from torch import nn
 
-from vestige.errors import NotFoundError
-from vestige.plugin import GeneratorSpec, InputSpec
+from vestige.plugin import GeneratorSpec, InputSpec, NotFoundError, ShippedEntry
 from vestige_zoo.catalog import LATENT_DIM, ZooModel, get_model, list_models
 from vestige_zoo.stylegan_net import ExplicitNoise, StyleGenerator
-from vestige.plugin import ShippedEntry
 from vestige_zoo.weights import WEIGHTS_DIR, shipped_weights, verified_state
 
 VERSION = "1"

@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from vestige.errors import InvalidInputError
+from vestige.plugin import InvalidInputError
 from vestige_zoo.catalog import ZooModel, get_model
 from vestige_zoo.cifar import load_split
 from vestige_zoo.weights import save_weights

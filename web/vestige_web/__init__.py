@@ -13,11 +13,11 @@ from typing import Any
 from flask import Flask, g
 
 from vestige import __version__
-from vestige.logs import configure_logging, configured
+from vestige.access.websessions import SESSION_LIFETIME
+from vestige.core.logs import configure_logging, configured
 from vestige_web.errors import register_error_handlers
 from vestige_web.extensions import vestige
 from vestige_web.security import Csrf, load_secret_key
-from vestige.websessions import SESSION_LIFETIME
 
 __all__ = ["create_app"]
 
@@ -25,7 +25,7 @@ csrf = Csrf()
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    """The app; ``test_config`` may hold Flask settings and ``VESTIGE``, a :class:`vestige.config.Config`."""
+    """The app; ``test_config`` may hold Flask settings and ``VESTIGE``, a :class:`vestige.core.config.Config`."""
     app = Flask(__name__)
     if test_config is not None:
         app.config.from_mapping(test_config)
@@ -62,8 +62,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         for blueprint in blueprints or []:
             app.register_blueprint(blueprint)
 
-    from vestige.robustness import entry_change
-    from vestige.verdicts import stated_confidence
+    from vestige.analysis.robustness import entry_change
+    from vestige.analysis.verdicts import stated_confidence
 
     app.jinja_env.globals.update(change_of_entry=entry_change, stated_confidence=stated_confidence)
 

@@ -14,9 +14,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, contains_eager
 
-from vestige.cases import list_cases
+from vestige.core.errors import NotFoundError, VestigeError
 from vestige.db.models import Case, CaseMember, Image, User
-from vestige.errors import NotFoundError, VestigeError
+from vestige.evidence.cases import list_cases
 
 WRITE_ROLES = ("lead", "examiner")
 #: Ids are 32-bit integers on PostgreSQL; a larger one names nothing (and must not reach the database).

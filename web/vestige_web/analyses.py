@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from flask import Blueprint, flash, g, jsonify, redirect, request, url_for
 
+from vestige.core.errors import ConflictError, VestigeError
+from vestige.core.workspace import Workspace
 from vestige.db.models import Analysis, Case
-from vestige.errors import ConflictError, VestigeError
-from vestige.workspace import Workspace
 from vestige_web.access import find_case, require_act
 from vestige_web.auth import require_login
 from vestige_web.evidence import case_analyses

@@ -15,15 +15,15 @@ from flask import Blueprint, abort, g, jsonify, request
 from werkzeug.datastructures import WWWAuthenticate
 from werkzeug.exceptions import Unauthorized
 
-from vestige.cases import evidence_count
-from vestige.catalog import list_images
+from vestige.access.accounts import case_members
+from vestige.analysis.serialise import analysis_dict, case_dict, report_dict
 from vestige.db.models import Report
-from vestige.serialise import analysis_dict, case_dict, report_dict
+from vestige.evidence.cases import evidence_count
+from vestige.evidence.catalog import list_images
 from vestige_web.access import find_case, find_image, visible_cases
-from vestige.accounts import case_members
+from vestige_web.analyses import launch_analysis
 from vestige_web.cases import open_case
 from vestige_web.custody import custody_state, record_view
-from vestige_web.analyses import launch_analysis
 from vestige_web.evidence import (
     case_analyses,
     case_images,

@@ -8,12 +8,12 @@ from flask import Blueprint, flash, g, redirect, render_template, request, sessi
 
 from werkzeug.exceptions import TooManyRequests
 
-from vestige.accounts import authenticate, user_for_token
+from vestige.access.accounts import authenticate, user_for_token
+from vestige.access.websessions import end_session, start_session, user_for_session
 from vestige_web.errors import is_api_request
 from vestige_web.extensions import vestige
 from vestige_web.requestlog import bind_user
 from vestige_web.security import LoginLimiter
-from vestige.websessions import end_session, start_session, user_for_session
 
 bp = Blueprint("auth", __name__)
 limiter = LoginLimiter()

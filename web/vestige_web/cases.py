@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
-from vestige.cases import create_case
-from vestige.errors import ConflictError, InvalidInputError
+from vestige.access.accounts import add_member, case_members, get_user
+from vestige.core.errors import ConflictError, InvalidInputError
+from vestige.evidence.cases import create_case
 from vestige.reports.export import FORMATS
 from vestige_web.access import can_act, case_role, find_case, require_case_creator, visible_cases
-from vestige.accounts import add_member, case_members, get_user
 from vestige_web.auth import require_login
 from vestige_web.custody import record_view
 from vestige_web.evidence import case_analyses, case_images, case_reports, detector_choices

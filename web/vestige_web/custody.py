@@ -6,11 +6,11 @@ from typing import Any
 
 from flask import Blueprint, g, render_template, request
 
-from vestige.checkpoints import check_against_checkpoint
-from vestige.custody import NewEvent, list_events, verify_chain
-from vestige.errors import VestigeError
+from vestige.analysis.serialise import custody_event_dict
+from vestige.core.errors import VestigeError
 from vestige.db.models import Case
-from vestige.serialise import custody_event_dict
+from vestige.evidence.checkpoints import check_against_checkpoint
+from vestige.evidence.custody import NewEvent, list_events, verify_chain
 from vestige_web.access import find_case
 from vestige_web.auth import require_login
 from vestige_web.errors import is_api_request

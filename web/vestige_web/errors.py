@@ -1,6 +1,6 @@
 """One error shape everywhere: ``{"ok": false, "error": "...", "status": N}`` for JSON, a calm page otherwise.
 
-Errors a user can cause are :class:`~vestige.errors.VestigeError` (their
+Errors a user can cause are :class:`~vestige.core.errors.VestigeError` (their
 sentence and status are used as they are) or HTTP errors raised with
 ``abort(status, "A sentence.")``.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from vestige.errors import VestigeError
+from vestige.core.errors import VestigeError
 
 #: Headers of an HTTP error worth keeping on the JSON version (405's Allow, 401's challenge, 429's wait).
 KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")

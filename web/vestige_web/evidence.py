@@ -12,16 +12,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from vestige.analysisplan import describe_duration, detector_options
-from vestige.catalog import group_copies, image_record, list_images
-from vestige.config import Config
-from vestige.derivatives import chain_name
+from vestige.analysis.analysisplan import describe_duration, detector_options
+from vestige.analysis.merge import merge_verdicts
+from vestige.analysis.robustness import PROBES
+from vestige.analysis.serialise import analysis_dict, finding_dict
+from vestige.core.config import Config
+from vestige.core.plugins import VestigePluginManager, get_detectors
 from vestige.db.models import Analysis, Case, Image, Perturbation, Report, User, Verdict
-from vestige.merge import merge_verdicts
-from vestige.plugins import VestigePluginManager, get_detectors
-from vestige.robustness import PROBES
-from vestige.store import BlobStore
-from vestige.serialise import analysis_dict, finding_dict
+from vestige.evidence.catalog import group_copies, image_record, list_images
+from vestige.evidence.derivatives import chain_name
+from vestige.evidence.store import BlobStore
 from vestige_web.access import filter_related, visible_case_ids
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ _NEWEST = (
     sa.select(Verdict.image_id, sa.func.max(Verdict.analysis_id).label("analysis_id"))
     .where(Verdict.image_id.in_(sa.bindparam("ids", expanding=True))).group_by(Verdict.image_id).subquery()
 )
-# Built once so that SQLAlchemy's cache key is memoised (see vestige.catalog).
+# Built once so that SQLAlchemy's cache key is memoised (see vestige.evidence.catalog).
 _LATEST_VERDICTS = (
     sa.select(Verdict).join(_NEWEST, sa.and_(Verdict.image_id == _NEWEST.c.image_id,
                                              Verdict.analysis_id == _NEWEST.c.analysis_id))
@@ -161,7 +161,7 @@ def _robustness_entries(image: Image, look_back: int) -> sa.Select:
 def image_robustness(session: Session, image: Image, *, look_back: int = 10) -> dict[str, Any] | None:
     """How the verdicts on ``image`` held under the robustness probes of the latest analysis that ran them.
 
-    The analysis's summary holds it (:func:`vestige.robustness.robustness_summary`): ``probes``, then
+    The analysis's summary holds it (:func:`vestige.analysis.robustness.robustness_summary`): ``probes``, then
     ``merged`` and each detector's ``label`` with ``under`` = probe -> {label, holds}.
     """
     entries = session.execute(_robustness_entries(image, look_back)).scalars()

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from flask import Flask, current_app, g
 from sqlalchemy.orm import Session
 
-from vestige.config import Config, load_config
-from vestige.custody import GroupCommit
-from vestige.plugins import VestigePluginManager, get_plugin_manager
-from vestige.workspace import Workspace
+from vestige.core.config import Config, load_config
+from vestige.core.plugins import VestigePluginManager, get_plugin_manager
+from vestige.core.workspace import Workspace
+from vestige.evidence.custody import GroupCommit
 
 
 @dataclass

@@ -12,8 +12,8 @@ from functools import lru_cache
 
 from flask import Blueprint, Response, abort, g, render_template
 
-from vestige.imageconvert import to_rgb
-from vestige.imagefile import open_image
+from vestige.evidence.imageconvert import to_rgb
+from vestige.evidence.imagefile import open_image
 from vestige_web.access import find_image
 from vestige_web.auth import require_login
 from vestige_web.custody import record_view

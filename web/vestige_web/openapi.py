@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from vestige import __version__
+from vestige.analysis.serialise import ANALYSIS, CASE, CUSTODY_EVENT, FINDING, IMAGE_RECORD, IMAGE_ROW, REPORT
 from vestige.db.models import REPORT_FORMATS
-from vestige.serialise import ANALYSIS, CASE, CUSTODY_EVENT, FINDING, IMAGE_RECORD, IMAGE_ROW, REPORT
 
 ERROR_STATUSES = {
     "400": "The request is malformed.",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, render_template
 
+from vestige.core.plugins import plugin_infos
 from vestige.db.models import ModelArtifact
-from vestige.plugins import plugin_infos
 from vestige_web.auth import require_login
 from vestige_web.extensions import vestige
 

@@ -14,9 +14,9 @@ import re
 
 from flask import Blueprint, Response, flash, g, redirect, request, url_for
 
-from vestige.analyses import latest_analysis
+from vestige.analysis.analyses import latest_analysis
+from vestige.core.errors import NotFoundError
 from vestige.db.models import Case, Report
-from vestige.errors import NotFoundError
 from vestige.reports.export import FORMATS, MEDIA_TYPES, export_report
 from vestige_web.access import MAX_ID, find_case, require_act
 from vestige_web.auth import require_login

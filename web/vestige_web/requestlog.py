@@ -3,7 +3,7 @@
 A proxy's ``X-Request-ID`` is kept when it is a plain token (letters, digits,
 ``.``, ``_``, ``-``, at most 64), so a line in the proxy's log and one here
 can be matched; otherwise the app makes one. The id is bound with
-:func:`vestige.logs.log_context` as ``request`` (and ``user`` once known), so
+:func:`vestige.core.logs.log_context` as ``request`` (and ``user`` once known), so
 whatever the request logs, in the web app or the core below it, names it; a
 server error's page quotes it for the admin to look up.
 """
@@ -17,7 +17,7 @@ from contextlib import ExitStack
 
 from flask import Flask, Response, g, request
 
-from vestige.logs import log_context
+from vestige.core.logs import log_context
 
 log = logging.getLogger(__name__)
 

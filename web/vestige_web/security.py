@@ -16,8 +16,8 @@ from pathlib import Path
 
 from flask import Flask, abort, current_app, request, session
 
-from vestige.config import Config
-from vestige.errors import ConfigError
+from vestige.core.config import Config
+from vestige.core.errors import ConfigError
 from vestige_web.errors import is_api_request
 
 SECRET_FILE = "web-secret-key"

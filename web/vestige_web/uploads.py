@@ -17,10 +17,10 @@ from pathlib import Path, PurePath
 from flask import Blueprint, g, jsonify, render_template, request
 from werkzeug.datastructures import FileStorage
 
-from vestige.archives import Candidate, expand
-from vestige.errors import InvalidInputError
-from vestige.ingest import Acquisition, IngestSummary, Ingester
-from vestige.workspace import Workspace
+from vestige.core.errors import InvalidInputError
+from vestige.core.workspace import Workspace
+from vestige.evidence.archives import Candidate, expand
+from vestige.evidence.ingest import Acquisition, IngestSummary, Ingester
 from vestige_web.access import find_case, require_act
 from vestige_web.auth import require_login
 from vestige_web.extensions import vestige

@@ -12,14 +12,14 @@ import sys
 import click
 
 from vestige.cli.app import State, cli
-from vestige.errors import VestigeError
+from vestige.core.errors import VestigeError
 
 # Importing the command modules attaches their commands to ``cli``.
-from vestige.cli import analyze, bench, cases, custody, db, detect, images, perturb, plugins  # noqa: E402,F401
-from vestige.cli import web  # noqa: E402,F401  (serve, user, token, case member)
+from vestige.cli import analyze, cases, custody, db, detect, images, perturb, plugins  # noqa: E402,F401
 from vestige.cli import keys, reports  # noqa: E402,F401  (keys, report, verify)
 from vestige.cli import models  # noqa: E402,F401  (models, train)
 from vestige.cli import store  # noqa: E402,F401  (store verify)
+from vestige.cli import web  # noqa: E402,F401  (serve, user, token, case member)
 
 __all__ = ["cli", "main"]
 

@@ -9,14 +9,14 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from vestige.analyses import latest_analysis
-from vestige.cases import get_case
+from vestige.analysis.analyses import latest_analysis
+from vestige.analysis.robustness import entry_change
+from vestige.analysis.serialise import analysis_dict, verdict_as_dict
+from vestige.analysis.verdicts import analysis_verdicts
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
+from vestige.core.errors import NotFoundError
 from vestige.db.models import Analysis, Image
-from vestige.errors import NotFoundError
-from vestige.robustness import entry_change
-from vestige.serialise import analysis_dict, verdict_as_dict
-from vestige.verdicts import analysis_verdicts
+from vestige.evidence.cases import get_case
 
 
 def _progress_reporter(label: str):  # type: ignore[no-untyped-def]

@@ -10,10 +10,10 @@ from typing import Any
 import click
 
 from vestige import __version__
-from vestige.config import Config, load_config
-from vestige.errors import InvalidInputError
-from vestige.plugins import VestigePluginManager, get_plugin_manager
-from vestige.workspace import Workspace
+from vestige.core.config import Config, load_config
+from vestige.core.errors import InvalidInputError
+from vestige.core.plugins import VestigePluginManager, get_plugin_manager
+from vestige.core.workspace import Workspace
 
 
 class State:
@@ -29,12 +29,12 @@ class State:
 
     def service_log_level(self) -> str:
         """The level a long-running command logs at: ``-v``/``-vv`` if given, else ``[logging] level``."""
-        from vestige.logs import verbosity_level
+        from vestige.core.logs import verbosity_level
 
         return verbosity_level(self.verbosity, self.config.logging.level)
 
     def configure_logging(self, level: str) -> None:
-        from vestige.logs import configure_logging
+        from vestige.core.logs import configure_logging
 
         configure_logging(level, self.config.logging.format)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from vestige.cases import create_case, evidence_count, get_case, list_cases, set_case_status
+from vestige.analysis.serialise import case_dict
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
-from vestige.serialise import case_dict
+from vestige.evidence.cases import create_case, evidence_count, get_case, list_cases, set_case_status
 
 by_option = click.option("--by", "actor", default=None, help="Who is acting (default: VESTIGE_ACTOR, else [vestige] default_actor).")
 

@@ -7,11 +7,11 @@ import sys
 
 import click
 
-from vestige.cases import get_case, list_cases
-from vestige.checkpoints import append_checkpoints, check_against_checkpoint
+from vestige.analysis.serialise import custody_event_dict
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
-from vestige.custody import list_events, verify_chain
-from vestige.serialise import custody_event_dict
+from vestige.evidence.cases import get_case, list_cases
+from vestige.evidence.checkpoints import append_checkpoints, check_against_checkpoint
+from vestige.evidence.custody import list_events, verify_chain
 
 
 @cli.group("custody")

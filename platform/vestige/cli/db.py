@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from vestige.cli.app import State, cli, pass_state
+from vestige.core.workspace import Workspace, init_workspace
 from vestige.db import migrate
-from vestige.workspace import Workspace, init_workspace
 
 
 @cli.command()

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import click
 
+from vestige.analysis.detect import detect_files
 from vestige.cli.app import State, cli, echo_table, pass_state
-from vestige.artifacts import runnable
 from vestige.cli.models import optional_registry, parse_model_options
-from vestige.detect import detect_files
-from vestige.imagefile import ImageLimits
-from vestige.plugins import select_detectors
+from vestige.core.plugins import select_detectors
+from vestige.evidence.imagefile import ImageLimits
+from vestige.models.artifacts import runnable
 
 
 @cli.command()

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 
-from vestige.cases import get_case
-from vestige.catalog import get_image, image_record, list_images
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
-from vestige.ingest import Acquisition, Ingester
+from vestige.evidence.cases import get_case
+from vestige.evidence.catalog import get_image, image_record, list_images
+from vestige.evidence.ingest import Acquisition, Ingester
 
 
 @cli.command()

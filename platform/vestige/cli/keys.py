@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from vestige.cli.app import State, cli, pass_state
-from vestige.keys import LabKeyFiles, fingerprint, init_lab_key, load_lab_public_key, public_key_pem
+from vestige.evidence.keys import LabKeyFiles, fingerprint, init_lab_key, load_lab_public_key, public_key_pem
 
 
 @cli.group("keys")

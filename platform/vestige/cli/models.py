@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 
-from vestige.artifacts import Registry, artifact_dict
-from vestige.domain import ACCUSATION_RATE, NOVELTY_KEEP
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
-from vestige.errors import InvalidInputError, VestigeError
-from vestige.plugins import get_detectors
-from vestige.training import DEFAULT_THREADS, TrainableDetector, use_threads
+from vestige.core.errors import InvalidInputError, VestigeError
+from vestige.core.plugins import get_detectors
+from vestige.models.artifacts import Registry, artifact_dict
+from vestige.plugin.domain import ACCUSATION_RATE, NOVELTY_KEEP
+from vestige.plugin.training import DEFAULT_THREADS, TrainableDetector, use_threads
 
 
 @contextlib.contextmanager
@@ -188,8 +188,8 @@ def models_refit_domain(state: State, ref: str, dataset: Path, keep: float, accu
     sizes, JPEG history, novelty model, accusation threshold and the rates
     measured on held-out generators) in its header.
     """
-    from vestige import domainfit
-    from vestige.datasets import open_dataset
+    from vestige.models import domainfit
+    from vestige.models.datasets import open_dataset
 
     workspace = state.workspace
     detectors = trainable_detectors(state)
@@ -247,9 +247,9 @@ def models_calibrate_tiles(state: State, ref: str, images: Path, test_images: Pa
     A new artifact is registered: the same network and domain, with the
     calibration (and what it did on --test) under the domain's `tiles`.
     """
-    from vestige import domainfit
-    from vestige.imagefile import ImageLimits
-    from vestige.tilecal import calibrate_tiles, read_folder
+    from vestige.evidence.imagefile import ImageLimits
+    from vestige.models import domainfit
+    from vestige.models.tilecal import calibrate_tiles, read_folder
 
     workspace = state.workspace
     detectors = trainable_detectors(state)
@@ -349,8 +349,8 @@ def _resolve_device(device: str) -> str:
 def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, seed: int, device: str,
            make_default: bool, out: Path | None, as_json: bool, options: dict[str, Any],
            threads: int = DEFAULT_THREADS) -> None:
-    from vestige import domainfit
-    from vestige.datasets import open_dataset
+    from vestige.models import domainfit
+    from vestige.models.datasets import open_dataset
 
     workspace = state.workspace  # fail before hours of training, not after
     dataset = open_dataset(dataset_path)
@@ -396,9 +396,9 @@ def _train(state: State, detector: TrainableDetector, dataset_path: Path, *, see
 def _tile_and_image_accuracy(detector: TrainableDetector, model: Any, dataset: Any) -> dict[str, Any] | None:
     """For a dataset of tiles (`bench build folders --tiles`): the trained model's tile- and image-level accuracy
     on the validation split, images whole (their tiles grouped by the manifest's mapping)."""
-    from vestige.detect import run_detector
-    from vestige.tilemetrics import image_level_metrics, source_image
-    from vestige.training import ArtifactFile
+    from vestige.analysis.detect import run_detector
+    from vestige.models.tilemetrics import image_level_metrics, source_image
+    from vestige.plugin.training import ArtifactFile
 
     records = dataset.records(split="val", condition="clean")
     by_path = {r.path: r for r in dataset.records()}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from vestige.catalog import get_image
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
-from vestige.derivatives import derive_image, describe_chain, get_perturbations, parse_operation
+from vestige.evidence.catalog import get_image
+from vestige.evidence.derivatives import derive_image, describe_chain, get_perturbations, parse_operation
 
 
 @cli.command()

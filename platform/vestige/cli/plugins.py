@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
-from vestige.plugins import plugin_infos
+from vestige.core.plugins import plugin_infos
 
 
 @cli.command()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from vestige.archives import ArchiveLimits
-from vestige.bundleverify import verify_bundle
 from vestige.cli.app import State, cli, echo_json, json_option, pass_state
+from vestige.evidence.archives import ArchiveLimits
+from vestige.evidence.bundleverify import verify_bundle
 from vestige.reports.export import FORMATS, export_report
 
 

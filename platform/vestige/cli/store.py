@@ -7,7 +7,7 @@ import sys
 import click
 
 from vestige.cli.app import State, cli, echo_json, json_option, pass_state
-from vestige.storeverify import verify_store
+from vestige.evidence.storeverify import verify_store
 
 
 @cli.group("store")

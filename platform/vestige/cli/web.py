@@ -1,4 +1,4 @@
-"""``vestige serve``, ``vestige user ...``, ``vestige token ...``, ``vestige case member ...`` and ``vestige bench web``."""
+"""``vestige serve``, ``vestige user ...``, ``vestige token ...`` and ``vestige case member ...``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,11 @@ from pathlib import Path
 
 import click
 
-from vestige.cases import get_case
 from vestige.cli.app import State, cli, echo_json, echo_table, json_option, pass_state
-from vestige.cli.bench import bench_group
 from vestige.cli.cases import by_option, case_group
+from vestige.core.errors import InvalidInputError
 from vestige.db.models import CASE_ROLES, ROLES
-from vestige.errors import InvalidInputError
+from vestige.evidence.cases import get_case
 
 
 @cli.command()
@@ -57,7 +56,7 @@ def _read_password(password_file: Path | None) -> str:
 @pass_state
 def user_add(state: State, username: str, role: str, password_file: Path | None) -> None:
     """Create a user who logs in with a password."""
-    from vestige.accounts import add_user
+    from vestige.access.accounts import add_user
 
     password = _read_password(password_file)
     with state.workspace.db.session() as session:
@@ -72,8 +71,8 @@ def user_add(state: State, username: str, role: str, password_file: Path | None)
 @pass_state
 def user_password(state: State, username: str, password_file: Path | None) -> None:
     """Set USERNAME's password; every web session of theirs ends (API tokens are kept: `vestige token revoke`)."""
-    from vestige.accounts import get_user
-    from vestige.websessions import change_password
+    from vestige.access.accounts import get_user
+    from vestige.access.websessions import change_password
 
     password = _read_password(password_file)
     with state.workspace.db.session() as session:
@@ -88,8 +87,8 @@ def user_remove(state: State, username: str) -> None:
     """Remove USERNAME: they can no longer log in, their sessions end and their tokens are revoked.
 
     The account is kept, inactive, because the custody log names its actions."""
-    from vestige.accounts import get_user
-    from vestige.websessions import remove_user
+    from vestige.access.accounts import get_user
+    from vestige.access.websessions import remove_user
 
     with state.workspace.db.session() as session:
         sessions, tokens = remove_user(session, get_user(session, username))
@@ -101,7 +100,7 @@ def user_remove(state: State, username: str) -> None:
 @pass_state
 def user_list(state: State, as_json: bool) -> None:
     """List users and their roles."""
-    from vestige.accounts import list_users
+    from vestige.access.accounts import list_users
 
     with state.workspace.db.session() as session:
         rows = [{"username": u.username, "role": u.role, "active": u.is_active, "created_at": u.created_at.isoformat(),
@@ -124,7 +123,7 @@ def token_group() -> None:
 @pass_state
 def token_create(state: State, username: str, name: str) -> None:
     """Print a new API token for USERNAME. It is shown once; only its hash is stored."""
-    from vestige.accounts import create_token, get_user
+    from vestige.access.accounts import create_token, get_user
 
     with state.workspace.db.session() as session:
         token = create_token(session, get_user(session, username), name=name)
@@ -136,7 +135,7 @@ def token_create(state: State, username: str, name: str) -> None:
 @pass_state
 def token_revoke(state: State, username: str) -> None:
     """Revoke every token of USERNAME."""
-    from vestige.accounts import get_user, revoke_tokens
+    from vestige.access.accounts import get_user, revoke_tokens
 
     with state.workspace.db.session() as session:
         count = revoke_tokens(session, get_user(session, username))
@@ -156,7 +155,7 @@ def member_group() -> None:
 @pass_state
 def member_add(state: State, reference: str, username: str, role: str, actor: str | None) -> None:
     """Give USERNAME a role on case REFERENCE (a custody event)."""
-    from vestige.accounts import add_member, get_user
+    from vestige.access.accounts import add_member, get_user
 
     with state.workspace.db.session() as session:
         add_member(session, get_case(session, reference), get_user(session, username), role=role,
@@ -171,7 +170,7 @@ def member_add(state: State, reference: str, username: str, role: str, actor: st
 @pass_state
 def member_remove(state: State, reference: str, username: str, actor: str | None) -> None:
     """Take USERNAME off case REFERENCE (a custody event)."""
-    from vestige.accounts import get_user, remove_member
+    from vestige.access.accounts import get_user, remove_member
 
     with state.workspace.db.session() as session:
         remove_member(session, get_case(session, reference), get_user(session, username), actor=state.actor(actor))
@@ -184,7 +183,7 @@ def member_remove(state: State, reference: str, username: str, actor: str | None
 @pass_state
 def member_list(state: State, reference: str, as_json: bool) -> None:
     """List the members of case REFERENCE."""
-    from vestige.accounts import case_members
+    from vestige.access.accounts import case_members
 
     with state.workspace.db.session() as session:
         rows = case_members(session, get_case(session, reference))
@@ -192,19 +191,3 @@ def member_list(state: State, reference: str, as_json: bool) -> None:
         echo_json([{"user": name, "role": role} for name, role in rows])
     else:
         echo_table(rows, ["user", "role"])
-
-
-@bench_group.command("web")
-@click.option("--clients", default=50, show_default=True, type=click.IntRange(1, 200))
-@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(1, 600))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 32),
-              help="gunicorn worker processes (werkzeug's threaded server when gunicorn is not installed).")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/web.json"), show_default=True)
-def bench_web(clients: int, seconds: float, workers: int, out: Path) -> None:
-    """CLIENTS concurrent API clients on loopback for SECONDS against the case list and the image JSON."""
-    from vestige.benchmarks import write_result
-    from vestige_web.bench import run_web_benchmark
-
-    result = run_web_benchmark(clients=clients, seconds=seconds, workers=workers)
-    write_result(out, result)
-    echo_json(result)

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vestige.errors import ConfigError, DatabaseStateError
+from vestige.core.errors import ConfigError, DatabaseStateError
 
 
 def make_engine(url: str, *, busy_timeout: float = 30.0, echo: bool = False, poolclass: type | None = None) -> Engine:

@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 
+from vestige.core.errors import DatabaseStateError, NotFoundError
 from vestige.db.engine import Database
-from vestige.errors import DatabaseStateError, NotFoundError
 
 
 def migrations_dir() -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from vestige.config import Config
+from vestige.core.config import Config
 from vestige.jobs.settings import celery_settings
 
 

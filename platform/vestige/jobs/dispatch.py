@@ -16,15 +16,15 @@ from collections.abc import Callable, Iterable
 import sqlalchemy as sa
 from celery import Celery
 
-from vestige.analyses import get_analysis, tasks_of
-from vestige.config import Config
+from vestige.analysis.analyses import get_analysis, tasks_of
+from vestige.core.config import Config
+from vestige.core.workspace import Workspace
 from vestige.db.models import Analysis, AnalysisTask
 from vestige.jobs.embedded_broker import forget_delivered_messages, pending_message_ids
 from vestige.jobs.execution import FINISHED, run_analysis_task
 from vestige.jobs.heartbeat import live_workers
 from vestige.jobs.settings import TASK_BY_DEVICE, uses_embedded_broker
 from vestige.jobs.worker_process import ProcessState
-from vestige.workspace import Workspace
 
 _MESSAGE_ID = re.compile(r"^vestige-task-(\d+)-")
 

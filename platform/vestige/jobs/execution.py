@@ -18,16 +18,16 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from vestige.analyses import complete_if_finished, mark_started
+from vestige.analysis.analyses import complete_if_finished, mark_started
+from vestige.analysis.detect import make_input, run_detector
+from vestige.analysis.verdicts import store_findings
+from vestige.core.errors import NotFoundError, VestigeError
+from vestige.core.logs import log_context
+from vestige.core.plugins import format_exception_line
+from vestige.core.workspace import Workspace
 from vestige.db.models import Analysis, AnalysisTask, Image
-from vestige.detect import make_input, run_detector
-from vestige.errors import NotFoundError, VestigeError
-from vestige.imagefile import ImageLimits
-from vestige.logs import log_context
+from vestige.evidence.imagefile import ImageLimits
 from vestige.plugin import Detector, Finding, ImageInput
-from vestige.plugins import format_exception_line
-from vestige.verdicts import store_findings
-from vestige.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

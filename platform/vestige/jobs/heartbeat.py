@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from vestige.config import Config
+from vestige.core.config import Config
 
 INTERVAL_S = 2.0
 #: A heartbeat older than this belongs to a worker that is gone.

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from vestige.analyses import request_analysis, tasks_of
-from vestige.artifacts import Registry, runnable
+from vestige.analysis.analyses import request_analysis, tasks_of
+from vestige.core.plugins import VestigePluginManager, select_detectors
+from vestige.core.workspace import Workspace
 from vestige.db.models import Analysis, AnalysisTask, Case
-from vestige.plugins import VestigePluginManager, select_detectors
-from vestige.workspace import Workspace
+from vestige.models.artifacts import Registry, runnable
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from vestige.config import Config
+from vestige.core.config import Config
 from vestige.db import Database, make_engine
 from vestige.db.models import Analysis, AnalysisTask, WorkerHeartbeat, utcnow
 

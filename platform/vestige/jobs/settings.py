@@ -12,8 +12,8 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from vestige.config import Config
-from vestige.errors import ConfigError
+from vestige.core.config import Config
+from vestige.core.errors import ConfigError
 from vestige.jobs.embedded_broker import TRANSPORT, embedded_broker_url
 
 #: One task per device, so that routing stays a table of task names.

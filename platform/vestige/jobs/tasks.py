@@ -13,11 +13,11 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from vestige.errors import VestigeError
+from vestige.core.errors import VestigeError
+from vestige.core.logs import log_context
 from vestige.jobs.execution import fail_analysis_task, run_analysis_task
 from vestige.jobs.settings import TASK_BY_DEVICE
 from vestige.jobs.worker_process import process_state
-from vestige.logs import log_context
 
 #: Retrying cannot fix these: a missing analysis, a bad configuration, a missing plugin.
 NEVER_RETRIED: tuple[type[BaseException], ...] = (VestigeError,)

@@ -8,14 +8,14 @@ from collections.abc import Sequence
 
 from celery.signals import setup_logging, worker_ready
 
-from vestige.config import Config
-from vestige.errors import ConfigError
+from vestige.core.config import Config
+from vestige.core.errors import ConfigError
+from vestige.core.logs import configure_logging
+from vestige.core.workspace import Workspace
 from vestige.jobs.celery_app import create_celery_app
 from vestige.jobs.dispatch import enqueue_tasks, requeue_lost_tasks
 from vestige.jobs.heartbeat import Heartbeat
 from vestige.jobs.recovery import DatabaseHeartbeat
-from vestige.logs import configure_logging
-from vestige.workspace import Workspace
 
 
 def worker_nodename() -> str:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from celery.signals import worker_process_init
 
-from vestige.artifacts import Registry, attach
-from vestige.config import Config
-from vestige.detect import device_for
-from vestige.errors import PluginError
+from vestige.analysis.detect import device_for
+from vestige.core.config import Config
+from vestige.core.errors import PluginError
+from vestige.core.plugins import get_detectors, get_plugin_manager
+from vestige.core.workspace import Workspace
+from vestige.models.artifacts import Registry, attach
 from vestige.plugin import Detector
-from vestige.plugins import get_detectors, get_plugin_manager
-from vestige.workspace import Workspace
 
 
 class ProcessState:

@@ -2,7 +2,7 @@
 
 ``vestige report CASE --format json|html|pdf|bundle --out PATH`` calls
 :func:`~vestige.reports.export.export_report`; the JSON is described by
-``schema/report-v1.json``. The signed bundle is :mod:`vestige.bundle`.
+``schema/report-v1.json``. The signed bundle is :mod:`vestige.evidence.bundle`.
 """
 
 from vestige.reports.casereport import REPORT_FORMAT, REPORT_VERSION, build_case_report

@@ -19,17 +19,17 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from vestige import __version__
-from vestige.analyses import evidence_images, latest_analysis
-from vestige.catalog import image_record
-from vestige.config import Config, config_as_dict
-from vestige.custody import list_events, verify_chain
+from vestige.analysis.analyses import evidence_images, latest_analysis
+from vestige.analysis.merge import merge_verdicts
+from vestige.analysis.verdicts import analysis_verdicts
+from vestige.core.config import Config, config_as_dict
+from vestige.core.plugins import VestigePluginManager, get_detectors, plugin_infos
 from vestige.db.models import Case, Image, ModelArtifact, Verdict
-from vestige.merge import merge_verdicts
+from vestige.evidence.catalog import image_record
+from vestige.evidence.custody import list_events, verify_chain
 from vestige.plugin import _round
-from vestige.plugins import VestigePluginManager, get_detectors, plugin_infos
 from vestige.reports.environment import runtime_environment
 from vestige.reports.sections import plugin_sections
-from vestige.verdicts import analysis_verdicts
 
 REPORT_FORMAT = "vestige-case-report"
 REPORT_VERSION = 1

@@ -11,23 +11,23 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session
 
-from vestige.bundle import BundleFile, build_bundle, custody_log_document, original_path, picture_path
+from vestige.evidence.bundle import BundleFile, build_bundle, custody_log_document, original_path, picture_path
 
-from vestige.cases import get_case
-from vestige.checkpoints import case_checkpoint_lines
-from vestige.custody import list_events, record_event
+from vestige.core.errors import InvalidInputError, StoreError
+from vestige.core.plugins import VestigePluginManager
+from vestige.core.workspace import Workspace
 from vestige.db.models import Case, Report
 from vestige.db.rows import record_blob
-from vestige.errors import InvalidInputError, StoreError
-from vestige.keys import load_signing_key
-from vestige.plugins import VestigePluginManager
+from vestige.evidence.cases import get_case
+from vestige.evidence.checkpoints import case_checkpoint_lines
+from vestige.evidence.custody import list_events, record_event
+from vestige.evidence.keys import load_signing_key
+from vestige.evidence.store import BlobStore
 from vestige.reports.casereport import build_case_report
 from vestige.reports.html import render_html
 from vestige.reports.jsonreport import report_json_bytes, report_problems
 from vestige.reports.pdf import render_pdf
 from vestige.reports.pictures import ReportPictures
-from vestige.store import BlobStore
-from vestige.workspace import Workspace
 
 FORMATS = ("json", "html", "pdf", "bundle")
 CHECKPOINTS_PATH = "custody/checkpoints.jsonl"

@@ -13,9 +13,9 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from vestige.analysis.verdicts import stated_confidence
 from vestige.reports import presentation
 from vestige.reports.pictures import THUMBNAIL_MEDIA_TYPE, ReportPictures
-from vestige.verdicts import stated_confidence
 
 TEMPLATES = Path(__file__).with_name("templates")
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 
-from vestige.custody import canonical_json
+from vestige.evidence.custody import canonical_json
 
 SCHEMA_PATH = Path(__file__).with_name("schema") / "report-v1.json"
 

@@ -22,9 +22,9 @@ from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Image, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
+from vestige.analysis.verdicts import stated_confidence
 from vestige.reports import presentation
 from vestige.reports.pictures import ReportPictures
-from vestige.verdicts import stated_confidence
 
 #: DejaVu covers far more scripts than the PDF core fonts (file names and actors are often not Latin-1).
 _FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"), Path("/usr/share/fonts/dejavu"))

@@ -8,10 +8,10 @@ from typing import Any
 
 from PIL import Image as PILImage
 
-from vestige.errors import StoreError
-from vestige.imageconvert import to_rgb
-from vestige.imagefile import open_image
-from vestige.store import BlobStore
+from vestige.core.errors import StoreError
+from vestige.evidence.imageconvert import to_rgb
+from vestige.evidence.imagefile import open_image
+from vestige.evidence.store import BlobStore
 
 log = logging.getLogger(__name__)
 

@@ -6,9 +6,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from vestige.analysis.robustness import entry_change
+from vestige.analysis.verdicts import stated_confidence
 from vestige.plugin import reason_of
-from vestige.robustness import entry_change
-from vestige.verdicts import stated_confidence
 
 #: Shown where a section has nothing in it, so that an empty section says so instead of disappearing.
 EMPTY = {
@@ -172,7 +172,7 @@ def finding_table(findings: Sequence[Mapping[str, Any]]) -> tuple[list[str], lis
     return headers, rows
 
 
-#: What a robustness cell says after the verdict on the copy (see vestige.robustness.change_of).
+#: What a robustness cell says after the verdict on the copy (see vestige.analysis.robustness.change_of).
 CHANGE_WORDS = {"holds": " (holds)", "weakens": " (no longer concludes)", "contradicts": " (CONTRADICTS)"}
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from vestige.core.plugins import VestigePluginManager, format_exception_line
 from vestige.plugin import ReportSection
-from vestige.plugins import VestigePluginManager, format_exception_line
 
 log = logging.getLogger(__name__)
 
