@@ -440,7 +440,7 @@ def test_a_time_budget_that_cuts_training_short_is_flagged(vestige, tmp_path, to
 
 def test_resharing_augmentation_is_recorded_and_widens_the_validated_jpeg_range(torch_one_thread):
     """Issue 18: --augment re-shares a share of the training images every epoch (crop, resize, blur, JPEG)."""
-    from vestige_perturb.resharing import RESHARING, Resharer
+    from vestige.plugin.augment import RESHARING, Resharer
 
     picture = picture_of = make_input(png(1, 5), name="p.png").image  # noqa: F841
     rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)

@@ -8,7 +8,7 @@ ReLU and 2× max pooling (``--width`` channels, doubling to at most 4×
 ``--width``: 32, 64, 128, 128 by default), global average pooling and a
 linear layer. Adam (lr 1e-3), batch 64, ``--epochs`` epochs; every epoch a
 share ``--augment`` of the training images is re-shared afresh
-(:mod:`vestige_perturb.resharing`: crop, downscale, blur, JPEG) and every
+(:mod:`vestige.plugin.augment`: crop, downscale, blur, JPEG) and every
 image is flipped with probability 0.5. The last epoch's network is kept (no
 early stopping: the floor is the recipe as measured). Inputs are pixels in
 [-1, 1] at the working resolution (bicubic resize, as :mod:`.preparation`
@@ -88,8 +88,8 @@ class CnnDetector(BaselineDetector):
         import torch.nn.functional as F
         from PIL import Image
 
+        from vestige.plugin.augment import RESHARING, Resharer
         from vestige.plugin.training import EpochClock
-        from vestige_perturb.resharing import RESHARING, Resharer
 
         if not 0.0 <= options["augment"] <= 1.0:
             raise TrainingDataError(f"augment is a share of the training images, in [0, 1], not {options['augment']}")
@@ -133,7 +133,7 @@ class CnnDetector(BaselineDetector):
 
     def augmentation_domain(self) -> Mapping[str, Any]:
         """With augmentation, the re-sharing steps, JPEG 40–95 and downscales to 0.5 were trained on."""
-        from vestige_perturb.resharing import RESHARING
+        from vestige.plugin.augment import RESHARING
 
         hyper = self.require_artifact().info["hyperparameters"]
         if not hyper.get("augment"):

@@ -174,7 +174,7 @@ def _report(progress: Progress, source: str, plan: Sequence[tuple[str, str, int]
 
 
 def _sample_seed(seed: int, split: str, klass: str) -> int:
-    from vestige_zoo.cifar import CLASSES
+    from vestige.plugin.cifar import CLASSES
 
     return seed * 1000 + ("train", "val", "test").index(split) * 100 + CLASSES.index(klass)
 
@@ -228,7 +228,7 @@ def build_zoo32(out: Path, *, data: Path | None = None, counts: Counts = Counts(
     if REAL in chosen and not zip_path.is_file():
         raise InvalidInputError(f"{zip_path} does not exist; give the CIFAR-10 zip (train/ and test/ folders of JPEGs) with --data")
     corruptions = Corruptions.from_plugins(pm)
-    from vestige_zoo.cifar import CLASSES
+    from vestige.plugin.cifar import CLASSES
 
     plan = counts.plan()
     with DatasetWriter(out, name="zoo32", command=command, seed=seed, sources=chosen, classes=list(CLASSES),
@@ -294,7 +294,7 @@ def build_snapshots(runs: Sequence[Path], out: Path, *, data: Path | None = None
     content. ``real`` adds CIFAR-10 photographs as zoo32 does; by default the
     dataset holds generators only, like a lab's case.
     """
-    from vestige_zoo.cifar import CLASSES
+    from vestige.plugin.cifar import CLASSES
     from vestige_zoo.registry import load_trained_generator
 
     chosen = snapshot_sources(runs)

@@ -129,8 +129,8 @@ class FingerprintDetector(TrainableDetector):
         return self._runtime
 
     def augmentation_domain(self) -> Mapping[str, Any]:
+        from vestige.plugin.augment import RESHARING
         from vestige_fingerprint.immunisation import RECIPE
-        from vestige_perturb.resharing import RESHARING
 
         info = self.require_artifact().info
         perturbations: list[str] = []

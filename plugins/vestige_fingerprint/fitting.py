@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from vestige.plugin import InvalidInputError, calibration
+from vestige.plugin.augment import RESHARING, Resharer
 from vestige.plugin.training import REAL, ArtifactFile, EpochClock, TrainedModel, TrainingSet, pack_artifact
 from vestige_fingerprint.immunisation import RECIPE, Immuniser
 from vestige_fingerprint.nets import architecture, build, stage_count
 from vestige_fingerprint.preprocess import fit_to_side, training_side
 from vestige_fingerprint.recipe import DEFAULT_AUGMENT, DEFAULT_HEAD, DEFAULT_SCHEDULE, DEFAULT_TTA
 from vestige_fingerprint.runtime import Runtime, fp16_arrays, to_float
-from vestige_perturb.resharing import RESHARING, Resharer
 
 PATIENCE = 4
 LEARNING_RATE = 1e-3

@@ -5,7 +5,8 @@ the order a re-sharing pipeline would: centre crop of 5–20 % of each side,
 resized back (bilinear); Gaussian blur with a kernel of 3, 5, 7 or 9 pixels
 (σ = 0.3·((k − 1)/2 − 1) + 0.8, OpenCV's σ for a k-tap kernel: 0.8–1.7 px);
 Gaussian noise of σ 5–20 on 0–255; JPEG at quality 10–75. The operations are
-the perturbation plugin's own (``vestige_perturb``), so the names and
+the registered perturbations ``crop``, ``blur``, ``noise`` and ``jpeg`` (the
+built-in perturbation plugin's), looked up by name, so the names and
 parameters match what perturbation history records.
 """
 
@@ -27,9 +28,15 @@ RECIPE: dict[str, Any] = {
 
 
 def _operations() -> dict[str, Any]:
-    from vestige_perturb.operations import Crop, GaussianBlur, GaussianNoise, JpegRecompression
+    from vestige.plugin import PluginError
+    from vestige.plugin.augment import registered_operations
 
-    return {"crop": Crop(), "blur": GaussianBlur(), "noise": GaussianNoise(), "jpeg": JpegRecompression()}
+    available = registered_operations()
+    missing = [name for name in ("crop", "blur", "noise", "jpeg") if name not in available]
+    if missing:
+        raise PluginError(f"immunisation needs the perturbation operations {', '.join(missing)}, which no plugin "
+                          "registers; check `vestige plugins`")
+    return {name: available[name] for name in ("crop", "blur", "noise", "jpeg")}
 
 
 class Immuniser:

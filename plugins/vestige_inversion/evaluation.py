@@ -40,7 +40,7 @@ def perturbed(pictures: Sequence[Image.Image], condition: str) -> list[Image.Ima
 
 
 def _real_pictures(data: Path, n: int) -> list[Image.Image]:
-    from vestige_zoo.cifar import load_split
+    from vestige.plugin.cifar import load_split
 
     split = load_split(data, "test")
     index = np.linspace(0, len(split.images) - 1, n).round().astype(int)  # spread over the (sorted) classes

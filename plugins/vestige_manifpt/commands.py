@@ -143,7 +143,7 @@ def bench_command(reference_size: int, count: int, space: str, device: str, budg
 
     torch.set_num_threads(threads)
     if data.is_file():
-        from vestige_zoo.cifar import load_split
+        from vestige.plugin.cifar import load_split
 
         train, test = load_split(data, "train"), load_split(data, "test")
         if reference_size > len(train.images):

@@ -288,9 +288,9 @@ class ManifptDetector(TrainableDetector):
     def augmentation_domain(self) -> Mapping[str, Any]:
         if not float((self.require_artifact().info.get("options") or {}).get("augment") or 0.0) > 0:
             return {}
-        from vestige_perturb.corruptions import JPEG_QUALITIES, SEEN_CORRUPTIONS
+        from vestige.plugin.augment import SEEN_CORRUPTIONS, jpeg_compression_qualities
 
-        return {"perturbations": list(SEEN_CORRUPTIONS), "jpeg_qualities": [min(JPEG_QUALITIES), max(JPEG_QUALITIES)]}
+        return {"perturbations": list(SEEN_CORRUPTIONS), "jpeg_qualities": [min(qualities := jpeg_compression_qualities()), max(qualities)]}
 
     def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
         from vestige_manifpt.pictures import artifact_png, reference_png

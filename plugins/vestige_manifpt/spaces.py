@@ -5,7 +5,7 @@
 * ``freq``: per-channel log-magnitude spectrum ``log(|FFT2(x)| + ε)`` of the
   image in [0, 1] (3×32×32); the artifact is the difference of spectra.
 * ``sl``: the pooled penultimate features of the zoo's CIFAR-10 classifier
-  (128 values; loaded hash-verified through the zoo plugin); the artifact is
+  (128 values; lent by the zoo plugin through the ``vestige_networks`` hook, loaded hash-verified); the artifact is
   the 128-value difference of features, which an MLP attributes.
 
 Every image is brought to 32×32 RGB first (bicubic when it is not already
@@ -49,10 +49,11 @@ def stack(images: Sequence[Image.Image]) -> np.ndarray:
 
 
 def classifier() -> torch.nn.Module:
-    """The zoo's CIFAR-10 classifier, verified against its shipped SHA-256, loaded once per process."""
+    """The zoo's CIFAR-10 classifier (lent through ``vestige_networks``), verified against its shipped SHA-256,
+    loaded once per process."""
     global _classifier
     if _classifier is None:
-        from vestige_zoo.registry import load_network
+        from vestige.plugin.services import load_network
 
         _classifier = load_network("cifar10-classifier")
     return _classifier

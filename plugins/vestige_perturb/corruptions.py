@@ -23,6 +23,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from vestige.plugin import PluginError, augment as augment_mod
+from vestige.plugin.augment import REPMIX_PROBABILITY, SEEN_CORRUPTIONS, SEVERITIES, UNSEEN_CORRUPTIONS
 from vestige_perturb.filters import (
     convolve, disk_kernel, gaussian_blur, line_kernel, resize_plane, sample, spatial_scale, to_array, to_image,
 )
@@ -238,16 +240,6 @@ _TABLE: dict[str, tuple[Function, Sequence[Level], bool, str]] = {
 }
 
 PREFIX = "corrupt-"
-
-#: The 15 corruptions RepMix trains with.
-SEEN_CORRUPTIONS: tuple[str, ...] = tuple(PREFIX + n for n in (
-    "gaussian-noise", "shot-noise", "impulse-noise", "speckle-noise", "defocus-blur", "gaussian-blur", "frost", "fog",
-    "brightness", "contrast", "elastic-transform", "pixelate", "jpeg-compression", "spatter", "saturate"))
-
-#: The 4 corruptions kept for testing only.
-UNSEEN_CORRUPTIONS: tuple[str, ...] = tuple(PREFIX + n for n in ("glass-blur", "motion-blur", "zoom-blur", "snow"))
-
-SEVERITIES = (1, 2, 3, 4, 5)
 #: The JPEG qualities of ``jpeg-compression`` at severities 1..5.
 JPEG_QUALITIES: tuple[int, ...] = tuple(_TABLE["jpeg-compression"][1])
 
@@ -263,6 +255,7 @@ class Corruption(Operation):
         self.description = f"{description} Severity 1..5."
         self.function = function
         self.levels = tuple(levels)
+        self.severity_levels = self.levels
         self.draws_from_rng = draws
 
     def level(self, severity: Any) -> Level:
@@ -276,23 +269,20 @@ class Corruption(Operation):
 
 CORRUPTIONS: dict[str, Corruption] = {PREFIX + n: Corruption(n) for n in _TABLE}
 
-#: RepMix's probability of corrupting a training image.
-REPMIX_PROBABILITY = 0.95
+# The corruption sets are the public API's (vestige.plugin.augment); this plugin provides every operation they name.
+_missing = sorted(set(SEEN_CORRUPTIONS + UNSEEN_CORRUPTIONS) - set(CORRUPTIONS))
+if _missing:
+    raise PluginError(f"the corruption sets of vestige.plugin.augment name operations this plugin lacks: {_missing}")
 
 
 def random_corruption(image: Image.Image, rng: np.random.Generator, *, names: Sequence[str] = SEEN_CORRUPTIONS,
                       severities: Sequence[int] = SEVERITIES) -> tuple[Image.Image, dict[str, Any]]:
-    """Apply one corruption and severity drawn from ``rng``; return the image and its op record."""
-    name = names[int(rng.integers(len(names)))]
-    severity = int(severities[int(rng.integers(len(severities)))])
-    if name not in CORRUPTIONS:
-        raise ValueError(f"no corruption named {name!r}; corruptions: {', '.join(CORRUPTIONS)}")
-    return CORRUPTIONS[name].apply(image, rng=rng, severity=severity), {"op": name, "params": {"severity": severity}}
+    """Apply one of this plugin's corruptions and a severity drawn from ``rng``; return the image and its op
+    record (:func:`vestige.plugin.augment.random_corruption` over :data:`CORRUPTIONS`)."""
+    return augment_mod.random_corruption(image, rng, operations=CORRUPTIONS, names=names, severities=severities)
 
 
 def augment(image: Image.Image, rng: np.random.Generator, *, p: float = REPMIX_PROBABILITY,
             names: Sequence[str] = SEEN_CORRUPTIONS) -> Image.Image:
-    """RepMix's training augmentation: with probability ``p`` one random corruption at severity 1..5."""
-    if rng.random() >= p:
-        return image
-    return random_corruption(image, rng, names=names)[0]
+    """RepMix's training augmentation over this plugin's corruptions (:func:`vestige.plugin.augment.corruption_augment`)."""
+    return augment_mod.corruption_augment(image, rng, operations=CORRUPTIONS, p=p, names=names)

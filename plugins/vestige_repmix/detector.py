@@ -218,9 +218,9 @@ class RepMixDetector(TrainableDetector):
     def augmentation_domain(self) -> Mapping[str, Any]:
         if not self.require_artifact().info["flags"]["augment"]:
             return {}
-        from vestige_perturb.corruptions import JPEG_QUALITIES, SEEN_CORRUPTIONS
+        from vestige.plugin.augment import SEEN_CORRUPTIONS, jpeg_compression_qualities
 
-        return {"perturbations": list(SEEN_CORRUPTIONS), "jpeg_qualities": [min(JPEG_QUALITIES), max(JPEG_QUALITIES)]}
+        return {"perturbations": list(SEEN_CORRUPTIONS), "jpeg_qualities": [min(qualities := jpeg_compression_qualities()), max(qualities)]}
 
     def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
         size = int(self._info.get("input_size", 32)) if self._artifact is not None else 32

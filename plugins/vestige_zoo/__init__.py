@@ -8,7 +8,7 @@ fp16 safetensors, verified against ``weights/manifest.json`` on every load.
 
 from __future__ import annotations
 
-from vestige.plugin import GeneratorSpec, hookimpl
+from vestige.plugin import GeneratorSpec, NetworkSpec, hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["vestige_commands", "vestige_generators"]
@@ -20,6 +20,14 @@ def vestige_generators() -> list[GeneratorSpec]:
     from vestige_zoo.registry import generator_specs
 
     return generator_specs()
+
+
+@hookimpl
+def vestige_networks() -> list[NetworkSpec]:
+    """The zoo's trained networks that are not generators (the CIFAR-10 classifier), for other plugins."""
+    from vestige_zoo.registry import network_specs
+
+    return network_specs()
 
 
 @hookimpl

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from vestige_zoo.cifar import CLASSES
+from vestige.plugin.cifar import CLASSES
 
 DEFAULT_DATA = Path("../shared/data/cifar10-jpeg.zip")
 

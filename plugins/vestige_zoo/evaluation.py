@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from vestige.plugin.cifar import CLASSES, load_split
 from vestige_zoo.catalog import CLASSIFIER, get_model
-from vestige_zoo.cifar import CLASSES, load_split
 from vestige_zoo.registry import load_generator, load_network, weights_record
 from vestige_zoo.sampling import generate, latents
 from vestige_zoo.weights import WEIGHTS_DIR

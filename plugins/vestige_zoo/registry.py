@@ -11,11 +11,12 @@ the StyleGAN-like model, whose noise maps join its latent there
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from torch import nn
 
-from vestige.plugin import GeneratorSpec, InputSpec, NotFoundError, ShippedEntry
+from vestige.plugin import GeneratorSpec, InputSpec, NetworkSpec, NotFoundError, ShippedEntry
 from vestige_zoo.catalog import LATENT_DIM, ZooModel, get_model, list_models
 from vestige_zoo.stylegan_net import ExplicitNoise, StyleGenerator
 from vestige_zoo.weights import WEIGHTS_DIR, shipped_weights, verified_state
@@ -100,6 +101,15 @@ def generator_specs(folder: Path = WEIGHTS_DIR) -> list[GeneratorSpec]:
     """Specs of every zoo generator that has shipped weights."""
     shipped = shipped_weights(folder)
     return [generator_spec(m, folder) for m in list_models(generators_only=True) if m.name in shipped]
+
+
+def network_specs(folder: Path = WEIGHTS_DIR) -> list[NetworkSpec]:
+    """Specs of the zoo's networks that are not generators and have shipped weights (weights load on ``build``)."""
+    shipped = shipped_weights(folder)
+    return [NetworkSpec(name=m.name, version=VERSION, build=functools.partial(load_network, m.name, folder),
+                        weights_sha256=shipped.entries[m.name].sha256, description=m.description,
+                        metadata={**m.design, "dataset": "CIFAR-10 train"})
+            for m in list_models() if not m.is_generator and m.name in shipped.entries]
 
 
 def load_trained_generator(trained_dir: Path) -> tuple[str, nn.Module, dict]:

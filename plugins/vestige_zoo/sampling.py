@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from vestige.plugin.cifar import CLASSES, class_index
 from vestige_zoo.catalog import get_model
-from vestige_zoo.cifar import CLASSES, class_index
 
 
 def latents(shape: tuple[int, ...], n: int, seed: int) -> torch.Tensor:

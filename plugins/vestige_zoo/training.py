@@ -32,8 +32,8 @@ from typing import Any
 import torch
 
 from vestige.plugin import InvalidInputError
+from vestige.plugin.cifar import load_split
 from vestige_zoo.catalog import ZooModel, get_model
-from vestige_zoo.cifar import load_split
 from vestige_zoo.weights import save_weights
 
 #: Steps timed before a time budget is turned into a step count.

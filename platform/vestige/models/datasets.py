@@ -26,6 +26,7 @@ chunks), so the container never tells one source from another.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -265,17 +266,14 @@ class Corruptions:
     def from_plugins(cls, pm: VestigePluginManager | None = None) -> Corruptions:
         from vestige.analysis.robustness import get_perturbations
         from vestige.core.plugins import get_plugin_manager
+        from vestige.plugin.augment import SEEN_CORRUPTIONS, UNSEEN_CORRUPTIONS, random_corruption
 
         operations = get_perturbations(pm if pm is not None else get_plugin_manager())
-        try:
-            from vestige_perturb import SEEN_CORRUPTIONS, UNSEEN_CORRUPTIONS, random_corruption
-        except ImportError:
-            raise PluginError("the perturbation plugin (vestige_perturb) with the seen and unseen corruption sets "
-                              "is not installed; reinstall Vestige") from None
         missing = sorted((set(SEEN_CORRUPTIONS) | set(UNSEEN_CORRUPTIONS)) - set(operations))
         if missing:
             raise PluginError(f"corruption operations {', '.join(missing)} are not registered; check `vestige plugins`")
-        return cls(tuple(SEEN_CORRUPTIONS), tuple(UNSEEN_CORRUPTIONS), operations, random_corruption)
+        return cls(tuple(SEEN_CORRUPTIONS), tuple(UNSEEN_CORRUPTIONS), operations,
+                   functools.partial(random_corruption, operations=operations))
 
     def random(self, image: PILImage.Image, group: str, severity: int, rng: np.random.Generator) -> tuple[PILImage.Image, dict]:
         """One corruption of ``group`` (``seen``/``unseen``) chosen by ``rng``, at ``severity``, and its op record."""

@@ -15,7 +15,9 @@ it for the built-in plugins): this module, with the errors a plugin raises,
 and its submodules :mod:`~vestige.plugin.training` (trainable detectors and
 model artifacts), :mod:`~vestige.plugin.calibration`,
 :mod:`~vestige.plugin.domain` (the domain of competence and its decision),
-:mod:`~vestige.plugin.weightfiles` (shipped weights), :mod:`~vestige.plugin.metrics`,
+:mod:`~vestige.plugin.weightfiles` (shipped weights), :mod:`~vestige.plugin.augment`
+(training augmentations from registered perturbations), :mod:`~vestige.plugin.cifar`,
+:mod:`~vestige.plugin.metrics`,
 :mod:`~vestige.plugin.services` (running detectors and perturbations, the
 plugin manager) and :mod:`~vestige.plugin.commands` (helpers for commands a
 plugin adds to the command line).
@@ -44,6 +46,7 @@ __all__ = [
     "DETECTOR_KINDS",
     "ENCODED_IMAGE_KEY",
     "LABELS",
+    "NetworkSpec",
     "Detector",
     "Finding",
     "GeneratorSpec",
@@ -294,6 +297,22 @@ class GeneratorSpec:
     metadata: Mapping[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class NetworkSpec:
+    """A trained network a plugin lends to others by name (a classifier whose features another detector uses).
+
+    ``build()`` returns the torch module in eval mode, its weights checked
+    against ``weights_sha256`` as it loads (``load_verified``).
+    """
+
+    name: str
+    version: str
+    build: Callable[[], Any]
+    weights_sha256: str
+    description: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
 class Perturbation(ABC):
     """An image operation whose name and parameters perturbation history records."""
 
@@ -301,6 +320,9 @@ class Perturbation(ABC):
     description: ClassVar[str] = ""
     #: Parameter name -> default value (its type is the parameter's type).
     parameters: ClassVar[Mapping[str, Any]] = {}
+    #: For an operation with a ``severity`` parameter (1..5): what each severity sets, in order (the JPEG
+    #: quality of ``corrupt-jpeg-compression``, for instance), so a model can state the range it trained on.
+    severity_levels: Sequence[Any] = ()
 
     @abstractmethod
     def apply(self, image: PILImage.Image, *, rng: np.random.Generator, **params: Any) -> PILImage.Image:

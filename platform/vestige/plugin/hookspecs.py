@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import click
     import flask
 
-    from vestige.plugin import Detector, GeneratorSpec, Perturbation, ReportSection
+    from vestige.plugin import Detector, GeneratorSpec, NetworkSpec, Perturbation, ReportSection
 
 PROJECT = "vestige"
 
@@ -41,6 +41,16 @@ def vestige_generators() -> list[GeneratorSpec]:
 
     Each is a :class:`vestige.plugin.GeneratorSpec`: how to build the torch
     module, its input specification, and an encoder where the model has one.
+    """
+
+
+@hookspec
+def vestige_networks() -> list[NetworkSpec]:
+    """Return trained networks this plugin lends to other plugins by name.
+
+    Each is a :class:`vestige.plugin.NetworkSpec`; another plugin gets the
+    module with :func:`vestige.plugin.services.load_network` instead of
+    importing this plugin.
     """
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from vestige.plugin import InvalidInputError
-from vestige_zoo.weights import file_sha256
+from vestige.plugin.weightfiles import file_sha256
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
