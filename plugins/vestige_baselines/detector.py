@@ -5,7 +5,7 @@ returning numpy arrays and the hyper-parameters it used) and how those
 arrays score images (:meth:`BaselineDetector.model`, returning a
 :class:`BaselineModel`). This class does the rest the same way for all of them:
 it brings images to the working resolution (:mod:`.preparation`), fits the
-calibration on the validation split (:mod:`.calibration`), packs the
+calibration on the validation split (:func:`vestige.plugin.calibration.fit_scaling`), packs the
 artifact, and turns raw scores into findings.
 
 Determinism: every image is scored on its own (never as a row of a batched
@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from vestige.plugin import Finding, ImageInput, Picture, VestigeError
+from vestige.plugin.calibration import Scaling, fit_scaling
 from vestige.plugin.training import (
     REAL,
     ArtifactFile,
@@ -38,7 +39,6 @@ from vestige.plugin.training import (
     TrainOption,
     pack_artifact,
 )
-from vestige_baselines.calibration import Scaling, fit_scaling
 from vestige_baselines.preparation import load_split, prepare, working_size
 
 #: Version of the artifact layout (``info["format"]``); a detector refuses other layouts.
@@ -138,7 +138,7 @@ class BaselineDetector(TrainableDetector):
     #: and what ``scores`` are, said once in each finding.
     raw_name: ClassVar[str | None] = "raw"
     scores_are: ClassVar[str] = ""
-    #: ``none``, ``temperature`` or ``temperature+offsets`` (fitted on validation, :mod:`.calibration`).
+    #: ``none``, ``temperature`` or ``temperature+offsets`` (fitted on validation, :func:`vestige.plugin.calibration.fit_scaling`).
     calibration: ClassVar[str] = "temperature"
 
     def __init__(self) -> None:

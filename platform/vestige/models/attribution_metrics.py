@@ -1,11 +1,15 @@
 """Scores of an attribution or verification run: the source a finding names, accuracy, NMI, macro-F1, AUROC,
 confusion counts.
 
-Plain numpy, so the numbers are easy to check by hand: NMI is the mutual
-information over the arithmetic mean of the two entropies (scikit-learn's
-default), macro-F1 averages the per-class F1 over the true classes, AUROC is
-the Mann–Whitney probability that a positive outscores a negative (ties count
-one half).
+Each score is scikit-learn's (imported when first used), on labels of any
+hashable type encoded as integers, with Vestige's conventions on top: ``None``
+where a score is undefined (no pairs, one class only), NMI normalised by the
+arithmetic mean of the two entropies, macro-F1 averaged over the true classes
+(or the ``labels`` given) with 0 where a class's F1 is undefined, AUROC the
+Mann–Whitney probability that a positive outscores a negative (ties count one
+half), confusion counts over rows and columns that need not be the same
+labels. tests/test_attribution_metrics.py checks them against brute-force
+definitions.
 """
 
 from __future__ import annotations
@@ -34,77 +38,72 @@ def predicted_source(finding: Finding) -> str:
     return finding.source or UNATTRIBUTED
 
 
-def accuracy(true: Sequence[Hashable], predicted: Sequence[Hashable]) -> float | None:
-    """Share of equal pairs; ``None`` for no pairs."""
+def _encoded(*labellings: Sequence[Hashable]) -> list[np.ndarray]:
+    """The labellings as integer codes of one shared index, so scikit-learn sees any hashable labels alike."""
+    index: dict[Hashable, int] = {}
+    return [np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.int64) for labels in labellings]
+
+
+def _same_length(true: Sequence[Hashable], predicted: Sequence[Hashable]) -> None:
     if len(true) != len(predicted):
         raise ValueError("true and predicted labels differ in length")
-    return None if not true else sum(t == p for t, p in zip(true, predicted)) / len(true)
 
 
-def _codes(labels: Sequence[Hashable]) -> np.ndarray:
-    index: dict[Hashable, int] = {}
-    return np.array([index.setdefault(label, len(index)) for label in labels], dtype=np.int64)
+def accuracy(true: Sequence[Hashable], predicted: Sequence[Hashable]) -> float | None:
+    """Share of equal pairs; ``None`` for no pairs."""
+    _same_length(true, predicted)
+    if not true:
+        return None
+    from sklearn.metrics import accuracy_score
 
-
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
+    a, b = _encoded(true, predicted)
+    return float(accuracy_score(a, b))
 
 
 def normalized_mutual_information(true: Sequence[Hashable], predicted: Sequence[Hashable]) -> float | None:
     """NMI of two labellings (arithmetic normalisation); 1.0 when both put everything in one cluster."""
-    if len(true) != len(predicted):
-        raise ValueError("true and predicted labels differ in length")
+    _same_length(true, predicted)
     if not true:
         return None
-    a, b = _codes(true), _codes(predicted)
-    table = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(table, (a, b), 1)
-    h_true, h_pred = _entropy(table.sum(1)), _entropy(table.sum(0))
-    if h_true == 0 and h_pred == 0:
-        return 1.0
-    joint = table / table.sum()
-    outer = joint.sum(1, keepdims=True) @ joint.sum(0, keepdims=True)
-    nz = joint > 0
-    mutual = float((joint[nz] * np.log(joint[nz] / outer[nz])).sum())
-    return max(0.0, min(1.0, mutual / ((h_true + h_pred) / 2)))
+    from sklearn.metrics import normalized_mutual_info_score
+
+    a, b = _encoded(true, predicted)
+    return max(0.0, min(1.0, float(normalized_mutual_info_score(a, b, average_method="arithmetic"))))
 
 
 def macro_f1(true: Sequence[Hashable], predicted: Sequence[Hashable], labels: Sequence[Hashable] | None = None) -> float | None:
     """Mean F1 over ``labels`` (default: the classes present in ``true``); F1 is 0 where undefined."""
-    if len(true) != len(predicted):
-        raise ValueError("true and predicted labels differ in length")
+    _same_length(true, predicted)
     classes = list(dict.fromkeys(true)) if labels is None else list(labels)
     if not classes:
         return None
-    scores = []
-    for label in classes:
-        tp = sum(t == label and p == label for t, p in zip(true, predicted))
-        n_pred = sum(p == label for p in predicted)
-        n_true = sum(t == label for t in true)
-        scores.append(0.0 if tp == 0 else 2 * tp / (n_pred + n_true))
-    return float(np.mean(scores))
+    from sklearn.metrics import f1_score
+
+    a, b, c = _encoded(true, predicted, classes)
+    return float(f1_score(a, b, labels=c, average="macro", zero_division=0.0))
 
 
 def auroc(scores: Sequence[float], positive: Sequence[bool]) -> float | None:
-    """Area under the ROC curve of ``scores`` (higher means positive); ``None`` without both classes."""
-    from scipy.stats import rankdata
-
-    s, y = np.asarray(scores, dtype=np.float64), np.asarray(positive, dtype=bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    """Area under the ROC curve of ``scores`` (higher means positive; ties count one half, as Mann–Whitney's);
+    ``None`` without both classes."""
+    y = np.asarray(positive, dtype=bool)
+    if y.all() or not y.any():
         return None
-    ranks = rankdata(s)  # ties get their average rank: the one-half of Mann–Whitney
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(y, np.asarray(scores, dtype=np.float64)))
 
 
 def confusion_matrix(true: Sequence[Hashable], predicted: Sequence[Hashable], rows: Sequence[Hashable],
                      columns: Sequence[Hashable]) -> list[list[int]]:
     """Counts: ``rows`` are true labels, ``columns`` predicted ones; pairs outside them are left out."""
-    r = {label: i for i, label in enumerate(rows)}
-    c = {label: j for j, label in enumerate(columns)}
-    matrix = [[0] * len(columns) for _ in rows]
-    for t, p in zip(true, predicted):
-        if t in r and p in c:
-            matrix[r[t]][c[p]] += 1
-    return matrix
+    _same_length(true, predicted)
+    from sklearn.metrics import confusion_matrix as counts
+
+    a, b, r, c = _encoded(true, predicted, rows, columns)
+    every = np.unique(np.concatenate([r, c])) if len(r) + len(c) else np.zeros(0, dtype=np.int64)
+    if not len(a) or not len(every):
+        return [[0] * len(columns) for _ in rows]
+    position = {int(code): i for i, code in enumerate(every)}
+    table = counts(a, b, labels=every)
+    return [[int(table[position[int(i)], position[int(j)]]) for j in c] for i in r]
