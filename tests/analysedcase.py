@@ -7,26 +7,22 @@ picture stored as a blob, robustness results, and the merged verdicts.
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
-from PIL import Image as PILImage
 
 from vestige.analysis.merge import merge_verdicts
 from vestige.core.workspace import Workspace
 from vestige.db.models import Analysis, Blob, Image, Verdict, utcnow
 from vestige.evidence.cases import get_case
+from vestige.plugin.pixels import PIXELS_MEDIA_TYPE, pack_pixels
 
 REFERENCE = "LAB-2026-0042"
 KINDS = {"metadata": "provenance", "cls-a": "attribution"}
 
 
-def fingerprint_png(seed: int) -> bytes:
+def fingerprint_pixels(seed: int) -> bytes:
+    """A deferred picture (raw grey pixels, rendered as PNG where it is shown), as detectors store them."""
     rng = np.random.default_rng(seed)
-    pixels = (rng.random((48, 48)) * 255).astype(np.uint8)
-    buf = io.BytesIO()
-    PILImage.fromarray(pixels, "L").save(buf, "PNG")
-    return buf.getvalue()
+    return pack_pixels((rng.random((48, 48)) * 255).astype(np.uint8), zoom=2)
 
 
 def make_evidence(vestige, make_photo, reference: str = REFERENCE) -> None:
@@ -43,9 +39,9 @@ def add_finished_analysis(workspace: Workspace, reference: str = REFERENCE) -> d
     with workspace.db.session() as session:
         case = get_case(session, reference)
         images = {i.original_filename.rsplit("/", 1)[-1]: i for i in session.query(Image).filter_by(case_id=case.id)}
-        picture = fingerprint_png(7)
+        picture = fingerprint_pixels(7)
         picture_sha = workspace.store.put(picture)
-        session.add(Blob(sha256=picture_sha, size=len(picture), media_type="image/png"))
+        session.add(Blob(sha256=picture_sha, size=len(picture), media_type=PIXELS_MEDIA_TYPE))
         analysis = Analysis(case_id=case.id, status="done", detectors=["cls-a", "metadata"], requested_by="A. Examiner",
                             options={"kinds": KINDS}, progress_done=6, progress_total=6, finished_at=utcnow())
         session.add(analysis)
@@ -65,7 +61,7 @@ def add_finished_analysis(workspace: Workspace, reference: str = REFERENCE) -> d
                     analysis_id=analysis.id, image_id=images[name].id, detector=detector, detector_version="1.0.0",
                     model_sha256=("ab" * 32) if detector == "cls-a" else None, label=label, source=source, scores=scores,
                     confidence=confidence, evidence={"residual_energy": 0.123456789} if detector == "cls-a" else {},
-                    pictures=[{"name": "fingerprint", "caption": "Residual fingerprint.", "media_type": "image/png",
+                    pictures=[{"name": "fingerprint", "caption": "Residual fingerprint.", "media_type": PIXELS_MEDIA_TYPE,
                                "sha256": picture_sha}] if detector == "cls-a" else [],
                     runtime_ms=12.5,
                 ))

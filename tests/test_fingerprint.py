@@ -240,14 +240,20 @@ def test_an_artifact_of_another_detector_is_refused(trained):
 
 
 def test_autoencoder_findings_show_both_fingerprints_as_png(trained, tmp_path):
+    from vestige.plugin.pixels import PIXELS_MEDIA_TYPE, shown_form
+    from vestige_fingerprint.pictures import fingerprint_png
+
     detector = detector_with(trained["autoencoder"])
     finding = detector.analyze([picture(1, 50_000)])[0]
     names = [p.name for p in finding.pictures]
     assert names[0] == "image-fingerprint"
     assert names[1] == f"model-fingerprint-{finding.evidence['top_candidate']}"
-    for shown in finding.pictures:
-        assert shown.data.startswith(b"\x89PNG") and shown.media_type == "image/png"
-        assert Image.open(io.BytesIO(shown.data)).size == (128, 128)
+    # The image's fingerprint is deferred (raw pixels, rendered when shown); the model's is a PNG made once.
+    assert [p.media_type for p in finding.pictures] == [PIXELS_MEDIA_TYPE, "image/png"]
+    for stored in finding.pictures:
+        shown, media_type = shown_form(stored.data, stored.media_type)
+        assert shown.startswith(b"\x89PNG") and media_type == "image/png"
+        assert Image.open(io.BytesIO(shown)).size == (128, 128)
     from vestige_fingerprint.pictures import model_fingerprint_grid
 
     grid = Image.open(io.BytesIO(model_fingerprint_grid(trained["autoencoder"])))

@@ -205,10 +205,15 @@ def test_findings_show_the_artifact_and_the_nearest_reference(detector: ManifptD
     assert nearest_ref["file_sha256"] == reference.file_sha256(3)
     names = [p.name for p in finding.pictures]
     assert names == ["artifact.png", "nearest-reference.png"]
-    for picture in finding.pictures:
-        with Image.open(io.BytesIO(picture.data)) as im:
+    from vestige.plugin.pixels import PIXELS_MEDIA_TYPE, shown_form
+
+    shown = []
+    for picture in finding.pictures:  # deferred: raw pixels stored, a PNG when shown
+        assert picture.media_type == PIXELS_MEDIA_TYPE
+        shown.append(shown_form(picture.data, picture.media_type)[0])
+        with Image.open(io.BytesIO(shown[-1])) as im:
             assert im.format == "PNG" and im.size == (128, 128)
-    with Image.open(io.BytesIO(finding.pictures[1].data)) as im:
+    with Image.open(io.BytesIO(shown[1])) as im:
         assert np.array_equal(np.asarray(im.convert("RGB"))[::4, ::4], reference.pixels[3])
 
 
@@ -418,7 +423,7 @@ def test_the_shipped_model_attributes_zoo_samples_through_vestige_detect(vestige
     assert sum(f["evidence"]["attributed"] == generator for f in findings) >= 8
     for finding in findings:
         assert [p["name"] for p in finding["pictures"]] == ["artifact.png", "nearest-reference.png"]
-        assert all(p["media_type"] == "image/png" and p["size"] > 100 for p in finding["pictures"])
+        assert all(p["media_type"] == "application/vnd.vestige.pixels" and p["size"] > 100 for p in finding["pictures"])
 
 
 def test_a_dataset_of_generators_only_trains_with_a_reference_from_elsewhere(tmp_path: Path) -> None:

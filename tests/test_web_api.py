@@ -5,14 +5,17 @@ from __future__ import annotations
 import io
 import re
 
+import numpy as np
 import pytest
 import schemathesis
 import sqlalchemy as sa
 from conftest import encode, photo
 from hypothesis import HealthCheck, given, settings
+from PIL import Image as PILImage
 from test_web import Browser, app, browser, client, lab  # noqa: F401  (shared fixtures)
 
 from vestige.db.models import Analysis, Blob, Case, Verdict, utcnow
+from vestige.plugin.pixels import PIXELS_MEDIA_TYPE, pack_pixels, render_png
 
 
 def bearer(lab, name: str) -> dict[str, str]:
@@ -143,10 +146,15 @@ def judged(workspace, lab):
     """A finished analysis of CASE-A: two detectors on a1 (one with a picture), one on a2."""
     picture = encode(photo(99, size=32), "PNG")
     sha = workspace.store.put(picture)
+    # The same picture deferred, as detectors store it: raw pixels, rendered as that very PNG when shown.
+    stored = pack_pixels(np.asarray(PILImage.open(io.BytesIO(picture)).convert("RGB")))
+    assert render_png(stored) == picture
+    pixels_sha = workspace.store.put(stored)
     a1, a2 = lab.images["CASE-A"]
     with workspace.db.session() as session:
         case = session.execute(sa.select(Case).where(Case.reference == "CASE-A")).scalar_one()
         session.add(Blob(sha256=sha, size=len(picture), media_type="image/png"))
+        session.add(Blob(sha256=pixels_sha, size=len(stored), media_type=PIXELS_MEDIA_TYPE))
         analysis = Analysis(case_id=case.id, status="done", detectors=["metadata", "fingerprint"], progress_done=3,
                             progress_total=3, requested_by="alice", finished_at=utcnow(), summary={"robustness": {
                                 str(a1): {"probes": {"jpeg-q70": a2},
@@ -161,11 +169,13 @@ def judged(workspace, lab):
             Verdict(analysis_id=analysis.id, image_id=a1, detector="fingerprint", detector_version="2", label="synthetic",
                     source="stylegan2", scores={"stylegan2": 0.91, "real": 0.09}, confidence=0.9,
                     evidence={"residual_energy": 0.42},
-                    pictures=[{"name": "residual", "caption": "Noise residual", "media_type": "image/png", "sha256": sha}]),
+                    pictures=[{"name": "residual", "caption": "Noise residual", "media_type": "image/png", "sha256": sha},
+                              {"name": "residual-deferred", "caption": "Noise residual, deferred",
+                               "media_type": PIXELS_MEDIA_TYPE, "sha256": pixels_sha}]),
             Verdict(analysis_id=analysis.id, image_id=a2, detector="fingerprint", detector_version="2", label="real",
                     scores={"real": 0.8}, confidence=0.8),
         ])
-    return {"a1": a1, "a2": a2, "picture": sha}
+    return {"a1": a1, "a2": a2, "picture": sha, "pixels": pixels_sha, "stored": stored}
 
 
 def test_findings_pictures_and_merged_verdicts_on_pages(browser, judged):
@@ -178,6 +188,7 @@ def test_findings_pictures_and_merged_verdicts_on_pages(browser, judged):
     assert f'href="/images/{judged["a2"]}">jpeg-q70</a>' in robustness and robustness.count('class="contradicts">✗ real') == 2
     picture = b.get(f"/images/{judged['a1']}/pictures/{judged['picture']}")
     assert picture.status_code == 200 and picture.mimetype == "image/png"
+    assert picture.data == b.get(f"/images/{judged['a1']}/pictures/{judged['pixels']}").data == render_png(judged["stored"])
     # a picture is served only through an image whose finding made it
     assert b.get(f"/images/{judged['a2']}/pictures/{judged['picture']}").status_code == 404
 

@@ -16,7 +16,7 @@ from vestige.plugin import Finding, ImageInput, InvalidInputError, Picture, cali
 from vestige.plugin.domain import Decision, DomainScores, decide
 from vestige.plugin.training import REAL, ArtifactFile, TrainableDetector, TrainedModel, TrainingSet, TrainOption
 from vestige_fingerprint import recipe
-from vestige_fingerprint.pictures import fingerprint_png
+from vestige_fingerprint.pictures import display_zoom, fingerprint_png, stretch
 from vestige_fingerprint.preprocess import stack
 from vestige_fingerprint.weights import WEIGHTS_DIR, shipped
 
@@ -205,8 +205,9 @@ class FingerprintDetector(TrainableDetector):
                     np.dot(fingerprint.ravel(), kernel.ravel())
                     / (np.linalg.norm(fingerprint) * np.linalg.norm(kernel) + 1e-12))
                 pictures = [
-                    Picture("image-fingerprint", "Image fingerprint: the image minus its reconstruction "
-                            "(contrast-stretched, grey is zero)", fingerprint_png(fingerprint)),
+                    Picture.from_pixels("image-fingerprint", "Image fingerprint: the image minus its reconstruction "
+                                        "(contrast-stretched, grey is zero)", stretch(fingerprint),
+                                        zoom=display_zoom(fingerprint.shape[-1], fingerprint.shape[-2])),
                     Picture(f"model-fingerprint-{candidate}",
                             f"Model fingerprint of {candidate}" + (" (top candidate, not attributed)"
                                                                    if label == "unknown" else ""),

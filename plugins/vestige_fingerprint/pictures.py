@@ -29,8 +29,13 @@ def stretch(fingerprint: np.ndarray) -> np.ndarray:
     return np.round(pixels).astype(np.uint8).transpose(1, 2, 0)
 
 
+def display_zoom(width: int, height: int) -> int:
+    """The whole nearest-neighbour factor that brings a picture to :data:`DISPLAY_SIDE` (1 when it is larger)."""
+    return max(1, DISPLAY_SIDE // max(width, height))
+
+
 def enlarge(image: Image.Image) -> Image.Image:
-    factor = max(1, DISPLAY_SIDE // max(image.size))
+    factor = display_zoom(*image.size)
     return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
 
 

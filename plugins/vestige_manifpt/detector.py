@@ -293,7 +293,7 @@ class ManifptDetector(TrainableDetector):
         return {"perturbations": list(SEEN_CORRUPTIONS), "jpeg_qualities": [min(qualities := jpeg_compression_qualities()), max(qualities)]}
 
     def analyze(self, batch: Sequence[ImageInput]) -> list[Finding]:
-        from vestige_manifpt.pictures import artifact_png, reference_png
+        from vestige_manifpt.pictures import FINDING_PNG_LEVEL, ZOOM, artifact_pixels
 
         state = self.model()
         artifact_file = self.require_artifact()
@@ -319,6 +319,7 @@ class ManifptDetector(TrainableDetector):
                 label, named, top = decisions[i].label, decisions[i].source, decisions[i].confidence
                 domain_evidence = decisions[i].evidence
             ref = int(index[i])
+            shown, zoom = artifact_pixels(artifacts[i].numpy(), space)
             findings.append(self.finding(
                 label=label,
                 source=named,
@@ -335,10 +336,13 @@ class ManifptDetector(TrainableDetector):
                     **({"domain": domain_evidence} if domain_evidence is not None else {}),
                 },
                 pictures=[
-                    Picture("artifact.png", f"ManiFPT artifact in {space} space: the image minus its nearest real "
-                            "reference (contrast-stretched, mid-grey is zero)", artifact_png(artifacts[i].numpy(), space)),
-                    Picture("nearest-reference.png", f"the nearest real reference image in {space} space "
-                            f"(reference #{ref}, file {reference.file_sha256(ref)[:12]}…)", reference_png(reference.pixels[ref])),
+                    Picture.from_pixels("artifact.png", f"ManiFPT artifact in {space} space: the image minus its "
+                                        "nearest real reference (contrast-stretched, mid-grey is zero)",
+                                        shown, zoom=zoom, png_compress_level=FINDING_PNG_LEVEL),
+                    Picture.from_pixels("nearest-reference.png", f"the nearest real reference image in {space} space "
+                                        f"(reference #{ref}, file {reference.file_sha256(ref)[:12]}…)",
+                                        np.asarray(reference.pixels[ref], dtype=np.uint8), zoom=ZOOM,
+                                        png_compress_level=FINDING_PNG_LEVEL),
                 ],
                 device=self._torch_device,
             ))

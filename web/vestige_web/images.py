@@ -14,6 +14,7 @@ from flask import Blueprint, Response, abort, g, render_template
 
 from vestige.evidence.imageconvert import to_rgb
 from vestige.evidence.imagefile import open_image
+from vestige.plugin.pixels import shown_form
 from vestige_web.access import find_image
 from vestige_web.auth import require_login
 from vestige_web.custody import record_view
@@ -97,5 +98,5 @@ def picture(image_id: int, sha256: str) -> Response:
     found = picture_of(vestige.session, image, sha256)
     if found is None:
         abort(404, "This image has no such picture.")
-    media_type = found.get("media_type", "image/png")
-    return evidence_response(vestige.workspace.store.get(sha256), media_type if media_type in BROWSER_TYPES else "application/octet-stream")
+    data, media_type = shown_form(vestige.workspace.store.get(sha256), found.get("media_type", "image/png"))
+    return evidence_response(data, media_type if media_type in BROWSER_TYPES else "application/octet-stream")

@@ -8,7 +8,9 @@ Layout::
     manifest.sig                base64 Ed25519 signature of manifest.json's bytes
     lab-public-key.pem          the signing key's public half (compare its fingerprint with the lab's)
     originals/<id>-<name>       the evidence files, byte for byte
-    pictures/<sha256>.<ext>     the pictures the findings refer to
+    pictures/<sha256>.<ext>     the pictures the findings refer to, as stored (a deferred picture,
+                                ``.pixels``, is raw pixels behind a one-line header: vestige.plugin.pixels;
+                                the HTML and PDF reports show it rendered)
     reports/report.json|html|pdf
     custody/custody-log.json    every custody event as stored, so the chain can be recomputed offline
 
@@ -41,7 +43,8 @@ CUSTODY_LOG = "custody/custody-log.json"
 ROLES = ("original", "picture", "report", "custody", "key", "readme")
 #: Files whose bytes are already compressed are stored, the rest deflated.
 _STORED_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".pdf", ".tif", ".tiff", ".bmp")
-_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/svg+xml": ".svg", "image/webp": ".webp"}
+_EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/svg+xml": ".svg", "image/webp": ".webp",
+               "application/vnd.vestige.pixels": ".pixels"}
 # A fixed timestamp: the signed manifest, not the zip's dates, says when the bundle was made.
 _ZIP_DATE = (2000, 1, 1, 0, 0, 0)
 

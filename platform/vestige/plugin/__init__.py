@@ -149,6 +149,20 @@ class Picture:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "caption": self.caption, "media_type": self.media_type, "sha256": self.sha256, "size": len(self.data)}
 
+    @classmethod
+    def from_pixels(cls, name: str, caption: str, pixels: np.ndarray, *, zoom: int = 1,
+                    png_compress_level: int = 6) -> Picture:
+        """A deferred picture: uint8 pixels (H×W or H×W×3) kept as they are and rendered as PNG (enlarged
+        ``zoom`` times, nearest neighbour) only when a page or report shows it (:mod:`vestige.plugin.pixels`).
+
+        Much cheaper than encoding a PNG per finding; the stored bytes are
+        hashed with the finding like any picture, and their rendering is
+        deterministic.
+        """
+        from vestige.plugin.pixels import PIXELS_MEDIA_TYPE, pack_pixels
+
+        return cls(name, caption, pack_pixels(pixels, zoom=zoom, png_compress_level=png_compress_level), PIXELS_MEDIA_TYPE)
+
 
 @dataclass
 class Finding:

@@ -71,7 +71,7 @@ def render_html(document: dict[str, Any], pictures: ReportPictures) -> str:
 
     def picture_uri(sha256: str, media_type: str = "image/png") -> str | None:
         data = pictures.get(sha256)
-        return None if data is None else _data_uri(data, media_type)
+        return None if data is None else _data_uri(data, pictures.media_type(sha256, media_type))
 
     def bars(finding: Mapping[str, Any]) -> Markup:
         colour = presentation.LABEL_COLOURS.get(finding["label"], "#1565c0")

@@ -238,7 +238,7 @@ def _image_story(image: dict[str, Any], pictures: ReportPictures, s: _Styles) ->
     figures = []
     for finding in findings:
         for p in finding["pictures"]:
-            shown = _picture(pictures.get(p["sha256"]), 45 * mm, 45 * mm) if p["media_type"] in ("image/png", "image/jpeg") else None
+            shown = _picture(pictures.get(p["sha256"]), 45 * mm, 45 * mm) if pictures.media_type(p["sha256"], p["media_type"]) in ("image/png", "image/jpeg") else None
             caption = Paragraph(_text(f"{finding['detector']}: {p['name']}. {p['caption']} (SHA-256 {p['sha256']})"), s.small)
             figures.append([shown or Paragraph(_text(pictures.problem(p["sha256"]) or p["media_type"]), s.bad), caption])
     if figures:

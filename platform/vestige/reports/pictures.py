@@ -12,6 +12,7 @@ from vestige.core.errors import StoreError
 from vestige.evidence.imageconvert import to_rgb
 from vestige.evidence.imagefile import open_image
 from vestige.evidence.store import BlobStore
+from vestige.plugin.pixels import shown_form
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,13 @@ class ReportPictures:
         self._problems: dict[str, str] = {}
         #: Blobs the store could not serve as written (missing, corrupted): a report must not list them as intact.
         self.store_problems: dict[str, str] = {}
+        #: The media type each finding's picture is shown in (a deferred picture is rendered as PNG).
+        self._shown_types: dict[str, str] = {}
         for image in document["images"]:
             self._load(store, image["sha256"], self._thumbnails, thumbnail_jpeg)
             for finding in image["findings"]:
                 for picture in finding["pictures"]:
-                    self._load(store, picture["sha256"], self._pictures, bytes)
+                    self._load(store, picture["sha256"], self._pictures, self._shown(picture["sha256"], picture["media_type"]))
 
     def _load(self, store: BlobStore, sha256: str, into: dict[str, bytes], convert: Any) -> None:
         if sha256 in into or sha256 in self._problems:
@@ -60,9 +63,19 @@ class ReportPictures:
             log.warning("picture %s cannot be shown in the report", sha256, exc_info=True)
             self._problems[sha256] = f"picture {sha256[:12]}… cannot be shown: {exc}"
 
+    def _shown(self, sha256: str, media_type: str) -> Any:
+        def convert(data: bytes) -> bytes:
+            shown, self._shown_types[sha256] = shown_form(data, media_type)
+            return shown
+        return convert
+
     def get(self, sha256: str) -> bytes | None:
-        """A finding's picture, as stored."""
+        """A finding's picture as shown: as stored, or rendered as PNG when it is a deferred one."""
         return self._pictures.get(sha256)
+
+    def media_type(self, sha256: str, stored: str) -> str:
+        """The media type of :meth:`get`'s bytes for a picture stored as ``stored``."""
+        return self._shown_types.get(sha256, stored)
 
     def thumbnail(self, sha256: str) -> bytes | None:
         """The thumbnail of the evidence image ``sha256`` (:data:`THUMBNAIL_MEDIA_TYPE`)."""
