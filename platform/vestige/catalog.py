@@ -7,6 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
+from vestige.db.engine import core_connection
 from vestige.db.models import Case, Image, ImageOccurrence, Perturbation
 from vestige.errors import NotFoundError
 from vestige import serialise
@@ -99,15 +100,9 @@ _OCCURRENCES = (
 )
 
 
-def _connection(session: Session) -> sa.Connection:
-    """The session's connection for a Core read, after what the ORM would have autoflushed."""
-    session.flush()
-    return session.connection()
-
-
 def perturbation_history(session: Session, image: Image) -> dict[str, list[dict[str, Any]]]:
     """What is known of how this image relates to others: its own history and its derivatives."""
-    connection = _connection(session)
+    connection = core_connection(session)
     own = connection.execute(_OWN_HISTORY, {"image_id": image.id}).all()
     derived = connection.execute(_DERIVATIVES, {"image_id": image.id}).all()
 
@@ -134,5 +129,5 @@ def image_record(session: Session, image: Image) -> dict[str, Any]:
     hashes = {"phash": _hex(image.phash), "dhash": _hex(image.dhash), "whash": _hex(image.whash),
               "colorhash": _hex(image.colorhash)}
     history = perturbation_history(session, image)
-    occurrences = _connection(session).execute(_OCCURRENCES, {"image_id": image.id}).all()
+    occurrences = core_connection(session).execute(_OCCURRENCES, {"image_id": image.id}).all()
     return serialise.image_record(image, hashes, history, occurrences)

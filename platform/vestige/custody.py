@@ -20,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from vestige.db.engine import core_connection
 from vestige.db.models import Case, CustodyEvent
 
 GENESIS = "0" * 64
@@ -94,8 +95,7 @@ def record_events(session: Session, case_id: int, events: Sequence[NewEvent]) ->
     """
     if not events:
         return []
-    session.flush()  # what the ORM would have flushed first (a case added in this transaction must exist)
-    connection = session.connection()
+    connection = core_connection(session)  # flushed: a case added in this transaction exists first
     reference, count, prev = connection.execute(_CLAIM_HEAD, {"case_id": case_id, "n": len(events)}).one()
     prev = prev or GENESIS
     rows, digests = [], []

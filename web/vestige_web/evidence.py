@@ -17,6 +17,7 @@ from vestige.analysisplan import describe_duration, detector_options
 from vestige.catalog import group_copies, image_record, list_images
 from vestige.config import Config
 from vestige.derivatives import chain_name
+from vestige.db.engine import core_connection
 from vestige.db.models import Analysis, Case, Image, Perturbation, Report, User, Verdict
 from vestige.merge import merge_verdicts
 from vestige.plugins import VestigePluginManager, get_detectors
@@ -65,11 +66,13 @@ _NEWEST = (
     sa.select(Verdict.image_id, sa.func.max(Verdict.analysis_id).label("analysis_id"))
     .where(Verdict.image_id.in_(sa.bindparam("ids", expanding=True))).group_by(Verdict.image_id).subquery()
 )
-# Built once so that SQLAlchemy's cache key is memoised (see vestige.catalog).
+# Built once so that SQLAlchemy's cache key is memoised (see vestige.catalog). Core rows (every column a finding
+# shows, the embedding left out), not ORM objects: the findings are turned into dicts at once.
+_VERDICTS = Verdict.__table__
 _LATEST_VERDICTS = (
-    sa.select(Verdict).join(_NEWEST, sa.and_(Verdict.image_id == _NEWEST.c.image_id,
-                                             Verdict.analysis_id == _NEWEST.c.analysis_id))
-    .order_by(Verdict.image_id, Verdict.detector)
+    sa.select(*[c for c in _VERDICTS.c if c.name != "embedding"])
+    .join(_NEWEST, sa.and_(_VERDICTS.c.image_id == _NEWEST.c.image_id, _VERDICTS.c.analysis_id == _NEWEST.c.analysis_id))
+    .order_by(_VERDICTS.c.image_id, _VERDICTS.c.detector)
 )
 
 
@@ -77,7 +80,7 @@ def latest_findings(session: Session, image_ids: list[int], kinds: dict[str, str
     """Per image, every detector's finding from the most recent analysis that judged it."""
     if not image_ids:
         return {}
-    rows = session.execute(_LATEST_VERDICTS, {"ids": list(image_ids)}).scalars()
+    rows = core_connection(session).execute(_LATEST_VERDICTS, {"ids": list(image_ids)})
     out: dict[int, list[dict[str, Any]]] = {}
     for verdict in rows:
         out.setdefault(verdict.image_id, []).append(finding_dict(verdict, kinds))
@@ -168,8 +171,9 @@ def image_robustness(session: Session, image: Image, *, look_back: int = 10) -> 
     The analysis's summary holds it (:func:`vestige.robustness.robustness_summary`): ``probes``, then
     ``merged`` and each detector's ``label`` with ``under`` = probe -> {label, holds}.
     """
-    entries = session.execute(_ROBUSTNESS_ENTRIES, {"path": ("robustness", str(image.id)), "case_id": image.case_id,
-                                                    "look_back": look_back}).scalars()
+    entries = core_connection(session).execute(_ROBUSTNESS_ENTRIES, {"path": ("robustness", str(image.id)),
+                                                                      "case_id": image.case_id,
+                                                                      "look_back": look_back}).scalars()
     for entry in entries:
         if entry:
             return entry

@@ -106,6 +106,14 @@ def writer_gate(engine: Engine) -> ContextManager[None]:
     return gate()
 
 
+def core_connection(session: Session) -> sa.Connection:
+    """``session``'s connection in its transaction, for Core statements on the hot paths (building ORM objects
+    costs more than the statement, and the caller wants plain rows); flushed first, as the ORM's autoflush
+    would have done before a query of its own."""
+    session.flush()
+    return session.connection()
+
+
 class Database:
     """An engine and its session factory."""
 
