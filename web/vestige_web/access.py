@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, contains_eager
 
 from vestige.core.errors import NotFoundError, VestigeError
 from vestige.db.models import Case, CaseMember, Image, User
-from vestige.evidence.cases import list_cases
+from vestige.evidence.cases import list_case_rows, list_cases
 
 WRITE_ROLES = ("lead", "examiner")
 #: Ids are 32-bit integers on PostgreSQL; a larger one names nothing (and must not reach the database).
@@ -98,9 +98,10 @@ def require_case_creator(user: User) -> None:
         raise AccessDeniedError("Viewers cannot open cases; ask an admin for the examiner role.")
 
 
-def visible_cases(session: Session, user: User, search: str | None = None) -> list[tuple[Case, int]]:
-    """The cases ``user`` may see with their image counts, newest first."""
-    return list_cases(session, search=search or None, member_id=None if user.role == "admin" else user.id)
+def visible_cases(session: Session, user: User, search: str | None = None) -> list[tuple[sa.Row[Any], int]]:
+    """The cases ``user`` may see with their image counts, newest first; each case a row of its columns
+    (:func:`vestige.evidence.cases.list_case_rows`), which is all a listing shows."""
+    return list_case_rows(session, search=search or None, member_id=None if user.role == "admin" else user.id)
 
 
 def visible_case_references(session: Session, user: User, references: set[str]) -> set[str]:

@@ -3,7 +3,7 @@
 A proxy's ``X-Request-ID`` is kept when it is a plain token (letters, digits,
 ``.``, ``_``, ``-``, at most 64), so a line in the proxy's log and one here
 can be matched; otherwise the app makes one. The id is bound with
-:func:`vestige.core.logs.log_context` as ``request`` (and ``user`` once known), so
+:func:`vestige.core.logs.bind_context` as ``request`` (and ``user`` once known), so
 whatever the request logs, in the web app or the core below it, names it; a
 server error's page quotes it for the admin to look up.
 """
@@ -13,11 +13,10 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from contextlib import ExitStack
 
 from flask import Flask, Response, g, request
 
-from vestige.core.logs import log_context
+from vestige.core.logs import bind_context, log_context, unbind_context
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +31,15 @@ def request_id() -> str | None:
 
 def _begin() -> None:
     given = request.headers.get(HEADER, "")
-    g.request_id = given if _TOKEN.match(given) else secrets.token_hex(8)
-    g.log_scope = ExitStack()
-    g.log_scope.enter_context(log_context(request=g.request_id))
+    g.request_id = rid = given if _TOKEN.match(given) else secrets.token_hex(8)
+    # A context variable's token, not a stack of context managers: this runs on every request.
+    g.log_token = bind_context(request=rid)
 
 
 def bind_user(username: str) -> None:
     """Name the signed-in user on the rest of this request's lines."""
-    scope = g.get("log_scope")
-    if scope is not None:
-        scope.enter_context(log_context(user=username))
+    if "log_token" in g:
+        bind_context(user=username)  # undone with the request's binding at its end
 
 
 def _answer(response: Response) -> Response:
@@ -53,9 +51,9 @@ def _answer(response: Response) -> Response:
 
 
 def _end(_exc: BaseException | None) -> None:
-    scope = g.pop("log_scope", None)
-    if scope is not None:
-        scope.close()
+    token = g.pop("log_token", None)
+    if token is not None:
+        unbind_context(token)  # back to the context before the request, the user's binding included
 
 
 def init_request_logging(app: Flask) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -275,8 +275,10 @@ IMAGE_RECORD = Shape(
 )
 
 
-def image_record(image: Image, hashes: dict[str, str], perturbations: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The whole record of one image; ``hashes`` as hex, ``perturbations`` its history and derivatives."""
+def image_record(image: Image, hashes: dict[str, str], perturbations: dict[str, list[dict[str, Any]]],
+                 occurrences: Iterable[Any] | None = None) -> dict[str, Any]:
+    """The whole record of one image; ``hashes`` as hex, ``perturbations`` its history and derivatives;
+    ``occurrences`` (rows with :class:`ImageOccurrence`'s columns, in id order) instead of ``image.occurrences``."""
     return {
         "id": image.id,
         "case": image.case.reference,
@@ -299,7 +301,7 @@ def image_record(image: Image, hashes: dict[str, str], perturbations: dict[str, 
              "acquired_by": o.acquired_by, "acquired_at": o.acquired_at.isoformat(),
              **({"filename_bytes_hex": o.original_filename_bytes.hex()} if o.original_filename_bytes else {}),
              **({"container_bytes_hex": o.container_bytes.hex()} if o.container_bytes else {})}
-            for o in image.occurrences
+            for o in (image.occurrences if occurrences is None else occurrences)
         ],
         "metadata": image.metadata_summary,
         "perturbations": perturbations,

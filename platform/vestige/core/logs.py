@@ -34,10 +34,11 @@ import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import IO, Any
 
-__all__ = ["FORMATS", "LEVELS", "configure_logging", "configured", "current_context", "log_context", "verbosity_level"]
+__all__ = ["FORMATS", "LEVELS", "bind_context", "configure_logging", "configured", "current_context", "log_context",
+           "unbind_context", "verbosity_level"]
 
 FORMATS = ("text", "json")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
@@ -47,14 +48,26 @@ OWN_PREFIX = "vestige"
 _CONTEXT: ContextVar[Mapping[str, Any]] = ContextVar("vestige_log_context", default={})
 
 
+def bind_context(**fields: Any) -> Token[Mapping[str, Any]]:
+    """Bind ``fields`` (``None`` values are left out) from now on, in this thread or task; returns the token
+    that :func:`unbind_context` takes. For a scope that is not one block of code (a web request's hooks);
+    otherwise use :func:`log_context`."""
+    return _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v is not None}})
+
+
+def unbind_context(token: Token[Mapping[str, Any]]) -> None:
+    """Back to the fields bound before the :func:`bind_context` that gave ``token`` (and any bound since)."""
+    _CONTEXT.reset(token)
+
+
 @contextmanager
 def log_context(**fields: Any) -> Iterator[None]:
     """Bind ``fields`` (``None`` values are left out) to every line logged inside, in this thread or task."""
-    token = _CONTEXT.set({**_CONTEXT.get(), **{k: v for k, v in fields.items() if v is not None}})
+    token = bind_context(**fields)
     try:
         yield
     finally:
-        _CONTEXT.reset(token)
+        unbind_context(token)
 
 
 def current_context() -> dict[str, Any]:

@@ -89,6 +89,9 @@ class _WriterGate:
 
 
 _GATES: dict[str, _WriterGate] = {}
+#: The gate of each absolute database path as the URL gives it, so that a write (one per page view) does not
+#: resolve the path again: ~0.02 ms of system calls each time.
+_GATES_BY_NAME: dict[str, _WriterGate] = {}
 _GATES_LOCK = threading.Lock()
 
 
@@ -98,12 +101,24 @@ def writer_gate(engine: Engine) -> ContextManager[None]:
     database = engine.url.database if engine.dialect.name == "sqlite" else None
     if not database or database == ":memory:":
         return nullcontext()
-    key = str(Path(database).resolve())
-    with _GATES_LOCK:
-        gate = _GATES.get(key)
-        if gate is None:
-            gate = _GATES[key] = _WriterGate(Path(key))
+    gate = _GATES_BY_NAME.get(database)
+    if gate is None:
+        key = str(Path(database).resolve())
+        with _GATES_LOCK:
+            gate = _GATES.get(key)
+            if gate is None:
+                gate = _GATES[key] = _WriterGate(Path(key))
+            if Path(database).is_absolute():  # a relative one depends on the working directory: resolved each time
+                _GATES_BY_NAME[database] = gate
     return gate()
+
+
+def core_connection(session: Session) -> sa.Connection:
+    """``session``'s connection in its transaction, for Core statements on the hot paths (building ORM objects
+    costs more than the statement, and the caller wants plain rows); flushed first, as the ORM's autoflush
+    would have done before a query of its own."""
+    session.flush()
+    return session.connection()
 
 
 class Database:
