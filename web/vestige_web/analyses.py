@@ -39,7 +39,7 @@ def launch_analysis(case: Case, names: Sequence[str], *, robustness: bool) -> tu
     """Request an analysis of ``case`` by the current user and start it; returns it and where it runs."""
     from vestige.jobs.launch import HERE, start_analysis
 
-    session, workspace = vestige.session, vestige.core.workspace
+    session, workspace = vestige.session, vestige.workspace
     require_act(session, g.user, case, "analyse it")
     if not any(image.origin == "evidence" for image in case.images):
         raise ConflictError(f"Case {case.reference} has no evidence images to analyse yet; add some first.")
@@ -72,4 +72,4 @@ def launch(reference: str) -> object:
 def progress(reference: str) -> object:
     """What the case page polls for live progress; status only, so not a custody event."""
     case = find_case(vestige.session, g.user, reference)
-    return jsonify({"ok": True, "analyses": case_analyses(vestige.session, case, vestige.core.workspace.config)})
+    return jsonify({"ok": True, "analyses": case_analyses(vestige.session, case, vestige.workspace.config)})

@@ -106,7 +106,7 @@ def case_image_list(reference: str) -> Any:
 
 @bp.post("/cases/<path:reference>/images")
 def upload_images(reference: str) -> Any:
-    summary = ingest_uploads(vestige.core.workspace, reference, request.files.getlist("files"),
+    summary = ingest_uploads(vestige.workspace, reference, request.files.getlist("files"),
                              source=request.form.get("source", "").strip()[:1000] or "api upload")
     return ok(**summary.to_dict())
 
@@ -125,7 +125,7 @@ def case_verdicts(reference: str) -> Any:
 @bp.get("/cases/<path:reference>/analyses")
 def analyses(reference: str) -> Any:
     case = find_case(vestige.session, g.user, reference)
-    return ok(analyses=case_analyses(vestige.session, case, vestige.core.workspace.config))
+    return ok(analyses=case_analyses(vestige.session, case, vestige.workspace.config))
 
 
 @bp.post("/cases/<path:reference>/analyses")

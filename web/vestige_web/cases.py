@@ -62,10 +62,10 @@ def show(reference: str) -> str:
     record_view(case, "case.viewed")
     images = case_images(session, g.user, case, vestige.pm)
     acting = can_act(session, g.user, case)
-    detectors = detector_choices(session, vestige.core.workspace.store, vestige.pm, len(images)) if acting else []
+    detectors = detector_choices(session, vestige.workspace.store, vestige.pm, len(images)) if acting else []
     return render_template(
         "case.html", case=case, images=images,
-        analyses=case_analyses(session, case, vestige.core.workspace.config), reports=case_reports(session, case),
+        analyses=case_analyses(session, case, vestige.workspace.config), reports=case_reports(session, case),
         members=case_members(session, case), role=case_role(session, g.user, case),
         can_act=acting, detectors=detectors, report_formats=FORMATS,
     )

@@ -30,7 +30,7 @@ def record_view(case: Case, action: str, details: dict[str, Any] | None = None) 
     """
     via = "api" if is_api_request() else "web"
     event = NewEvent(actor=g.user.username, action=action, details={**(details or {}), "via": via})
-    vestige.evidence.custody.append(vestige.session, case, event)
+    vestige.custody.append(vestige.session, case, event)
 
 
 def custody_state(case: Case) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def custody_state(case: Case) -> dict[str, Any]:
     intact, problem, checkpoint = report.intact, report.problem, None
     if intact:
         try:
-            check = check_against_checkpoint(vestige.core.workspace.config, case.reference, stored)
+            check = check_against_checkpoint(vestige.workspace.config, case.reference, stored)
             intact, checkpoint = check.ok, check.sentence
         except VestigeError as exc:  # a checkpoint file without the lab's public key here
             intact, checkpoint = False, str(exc)

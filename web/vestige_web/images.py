@@ -42,7 +42,7 @@ def evidence_response(data: bytes, media_type: str, *, filename: str | None = No
 
 def _render(sha256: str, side: int | None) -> bytes:
     """The verified blob decoded and encoded for a browser: a JPEG thumbnail, or a PNG when ``side`` is None."""
-    image = to_rgb(open_image(vestige.core.workspace.store.get(sha256), name=sha256[:12], max_side=side))
+    image = to_rgb(open_image(vestige.workspace.store.get(sha256), name=sha256[:12], max_side=side))
     buf = io.BytesIO()
     if side is None:
         image.save(buf, "PNG")
@@ -72,7 +72,7 @@ def file(image_id: int) -> Response:
     """The image for display on its page (the page view is the custody event)."""
     image = find_image(vestige.session, g.user, image_id)
     if image.media_type in BROWSER_TYPES:
-        return evidence_response(vestige.core.workspace.store.get(image.blob_sha256), image.media_type)
+        return evidence_response(vestige.workspace.store.get(image.blob_sha256), image.media_type)
     return evidence_response(_render(image.blob_sha256, None), "image/png")
 
 
@@ -86,7 +86,7 @@ def thumbnail(image_id: int) -> Response:
 def download(image_id: int) -> Response:
     """The original bytes as acquired, as an attachment; an export in the custody log."""
     image = find_image(vestige.session, g.user, image_id)
-    data = vestige.core.workspace.store.get(image.blob_sha256)
+    data = vestige.workspace.store.get(image.blob_sha256)
     record_view(image.case, "image.exported", {"image_id": image.id, "sha256": image.blob_sha256})
     return evidence_response(data, image.media_type, filename=image.original_filename.rsplit("/", 1)[-1])
 
@@ -98,5 +98,5 @@ def picture(image_id: int, sha256: str) -> Response:
     found = picture_of(vestige.session, image, sha256)
     if found is None:
         abort(404, "This image has no such picture.")
-    data, media_type = shown_form(vestige.core.workspace.store.get(sha256), found.get("media_type", "image/png"))
+    data, media_type = shown_form(vestige.workspace.store.get(sha256), found.get("media_type", "image/png"))
     return evidence_response(data, media_type if media_type in BROWSER_TYPES else "application/octet-stream")

@@ -38,7 +38,7 @@ def report_filename(case: Case, report: Report) -> str:
 def make_report(case: Case, fmt: str) -> int:
     """Export case ``case``'s report in ``fmt`` as the current user; returns the Report id."""
     require_act(vestige.session, g.user, case, "export its report")
-    workspace = vestige.core.workspace
+    workspace = vestige.workspace
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", case.reference)
     out = workspace.config.data_dir / "reports" / f"{safe}-{stamp}.{EXTENSIONS.get(fmt, 'bin')}"
@@ -61,7 +61,7 @@ def find_report(report_id: int) -> tuple[Report, Case]:
 
 def report_download(report_id: int) -> Response:
     report, case = find_report(report_id)
-    data = vestige.core.workspace.store.get(report.blob_sha256)
+    data = vestige.workspace.store.get(report.blob_sha256)
     record_view(case, "report.downloaded", {"report_id": report.id, "format": report.format, "sha256": report.blob_sha256})
     return evidence_response(data, MEDIA_TYPES[report.format].split(";")[0], filename=report_filename(case, report))
 

@@ -74,7 +74,7 @@ def upload(reference: str) -> object:
     if request.method == "GET":
         require_act(vestige.session, g.user, case, "add evidence to it")
         return render_template("upload.html", case=case, summary=None)
-    summary = ingest_uploads(vestige.core.workspace, reference, request.files.getlist("files"),
+    summary = ingest_uploads(vestige.workspace, reference, request.files.getlist("files"),
                              source=request.form.get("source", "").strip()[:1000] or "web upload")
     if request.accept_mimetypes.best == "application/json":
         return jsonify({"ok": True, **summary.to_dict()})
