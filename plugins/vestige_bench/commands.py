@@ -265,6 +265,37 @@ def bench_detector(ctx: click.Context, detector_name: str, dataset_path: Path | 
     echo_json(result)
 
 
+@bench_group.command("gpu")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cuda", show_default=True)
+@click.option("--n", "count", type=click.IntRange(1), default=8192, show_default=True,
+              help="Images per detector (32×32 zoo samples).")
+@click.option("--batch-size", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="For the detectors that offer it; the others run fp32.")
+@click.option("--detectors", default=",".join(("fingerprint", "repmix", "manifpt", "metadata")), show_default=True)
+@click.option("--analysis-images", type=click.IntRange(1), default=10_000, show_default=True,
+              help="Images of the analysis one worker drains.")
+@click.option("--inversion-batch", type=click.IntRange(1), default=4096, show_default=True)
+@click.option("--inversion-steps", type=click.IntRange(1), default=1000, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/gpu.json"), show_default=True)
+@click.pass_context
+def bench_gpu(ctx: click.Context, device: str, count: int, batch_size: int, precision: str, detectors: str,
+              analysis_images: int, inversion_batch: int, inversion_steps: int, out: Path) -> None:
+    """The GPU path in one JSON: every detector end to end, batched inversion, one worker draining an analysis."""
+    from vestige_bench.benchmarks import write_result
+    from vestige_bench.gpu import run_gpu_benchmark
+
+    state: State = ctx.find_object(State)
+    names = [d.strip() for d in detectors.split(",") if d.strip()]
+    result = run_gpu_benchmark(device=device, n=count, batch_size=batch_size, detectors=names,
+                               analysis_images=analysis_images, inversion_batch=inversion_batch,
+                               inversion_steps=inversion_steps, precision=precision,
+                               max_tiles=state.config.tiles.max_tiles, command=replay_command(ctx),
+                               progress=say_progress)
+    write_result(out, result)
+    echo_json(result)
+
+
 @bench_group.command("calibration")
 @click.option("--dataset", "dataset_path", type=click.Path(path_type=Path, exists=True, file_okay=False), required=True)
 @click.option("--detector", "detector_name", required=True)
