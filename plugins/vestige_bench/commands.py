@@ -236,12 +236,14 @@ def bench_openset(ctx: click.Context, dataset_path: Path, detector_name: str, ho
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True)
 @click.option("--model", "model_ref", default=None, help="An artifact (file, registry id or SHA-256 prefix); default: as `vestige detect`.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="torch CPU threads (default: torch's).")
+@click.option("--decode-threads", type=click.IntRange(1), default=1, show_default=True,
+              help="Threads decoding the images (a worker uses jobs.decode_threads).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="JSON file (default: bench-results/detector-DETECTOR.json).")
 @click.pass_context
 def bench_detector(ctx: click.Context, detector_name: str, dataset_path: Path | None, images_path: Path | None,
                    count: int, batch_size: int, device: str, precision: str, model_ref: str | None,
-                   threads: int | None, out: Path | None) -> None:
+                   threads: int | None, decode_threads: int, out: Path | None) -> None:
     """Inference images/s of one detector from encoded image bytes: decoding, detector, end to end, network alone."""
     from vestige.core.plugins import select_detectors
     from vestige.models.datasets import open_dataset
@@ -259,7 +261,7 @@ def bench_detector(ctx: click.Context, detector_name: str, dataset_path: Path | 
     images = encoded_images(dataset=dataset, folder=images_path, n=count)
     result = run_throughput(detector, images, batch_size=batch_size, device=device, precision=precision,
                             artifact=artifact, command=replay_command(ctx), progress=say_progress,
-                            max_tiles=state.config.tiles.max_tiles)
+                            max_tiles=state.config.tiles.max_tiles, decode_threads=decode_threads)
     out = out or Path("bench-results") / f"detector-{detector_name}.json"
     write_result(out, result)
     echo_json(result)
@@ -290,7 +292,8 @@ def bench_gpu(ctx: click.Context, device: str, count: int, batch_size: int, prec
     result = run_gpu_benchmark(device=device, n=count, batch_size=batch_size, detectors=names,
                                analysis_images=analysis_images, inversion_batch=inversion_batch,
                                inversion_steps=inversion_steps, precision=precision,
-                               max_tiles=state.config.tiles.max_tiles, command=replay_command(ctx),
+                               max_tiles=state.config.tiles.max_tiles,
+                               decode_threads=state.config.jobs.decode_threads, command=replay_command(ctx),
                                progress=say_progress)
     write_result(out, result)
     echo_json(result)

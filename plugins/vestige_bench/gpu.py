@@ -107,10 +107,11 @@ def _drain(images: Sequence[tuple[str, bytes]], detectors: Sequence[str], say: P
 
 def run_gpu_benchmark(*, device: str, n: int, batch_size: int, detectors: Sequence[str], analysis_images: int,
                       inversion_batch: int, inversion_steps: int, precision: str = "fp32", max_tiles: int = 256,
-                      command: str = "", progress: Progress | None = None) -> dict[str, Any]:
+                      decode_threads: int = 4, command: str = "", progress: Progress | None = None) -> dict[str, Any]:
     """Every part of the module docstring, as one JSON-ready dict."""
     import torch
 
+    from vestige.analysis.detect import decode_threads_for
     from vestige.core.plugins import get_plugin_manager, select_detectors
     from vestige_bench.benchmarks import _machine
     from vestige_bench.throughput import run_throughput
@@ -129,7 +130,7 @@ def run_gpu_benchmark(*, device: str, n: int, batch_size: int, detectors: Sequen
         say(f"{detector.name}: {n} images end to end, batches of {batch_size}")
         chosen = precision if precision in getattr(detector, "precisions", ("fp32",)) else "fp32"
         row = run_throughput(detector, images[:n], batch_size=batch_size, device=device, precision=chosen,
-                             max_tiles=max_tiles)
+                             max_tiles=max_tiles, decode_threads=decode_threads_for(32 * 32, decode_threads))
         results[detector.name] = {"precision": chosen, "images_per_second": row["images_per_second"],
                                   "seconds": row["seconds"], "labels": row["labels"],
                                   "model_sha256": row["model_sha256"]}
@@ -144,6 +145,7 @@ def run_gpu_benchmark(*, device: str, n: int, batch_size: int, detectors: Sequen
         "torch": torch.__version__,
         "n": n,
         "batch_size": batch_size,
+        "decode_threads": decode_threads_for(32 * 32, decode_threads),
         "detectors": results,
         "inversion": {"generator": GENERATORS[0], **inversion["rows"][0]},
         "analysis": analysis,

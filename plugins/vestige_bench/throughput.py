@@ -5,7 +5,9 @@ takes ``n`` encoded files (a dataset's clean test images, or the images of a
 folder, repeated to reach ``n``), and times, after one warm-up batch:
 
 - ``decode``: :func:`vestige.analysis.detect.make_input` on every file (validation,
-  decoding, RGB conversion, metadata summary: what every detector receives);
+  decoding, RGB conversion, metadata summary: what every detector receives),
+  on ``decode_threads`` threads (one by default; a worker uses
+  ``jobs.decode_threads``);
 - ``detector``: :func:`vestige.analysis.detect.run_detector` on the decoded inputs, in
   batches of ``batch_size`` (the detector's own preprocessing and network);
 - ``end_to_end``: both, which is what a worker does per chunk;
@@ -28,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from vestige.analysis.detect import make_input, run_detector
+from vestige.analysis.detect import decode_in_threads, make_input, run_detector
 from vestige.analysis.tiles import DEFAULT_MAX_TILES
 from vestige.core.errors import InvalidInputError
 from vestige.evidence.imagefile import IMAGE_SUFFIXES
@@ -75,7 +77,7 @@ def _timed(function: Callable[[], Any]) -> tuple[Any, float]:
 def run_throughput(detector: Detector, images: Sequence[tuple[str, bytes]], *, batch_size: int = 256,
                    device: str = "cpu", precision: str = "fp32", artifact: ArtifactFile | None = None,
                    command: str = "", progress: Progress | None = None,
-                   max_tiles: int = DEFAULT_MAX_TILES) -> dict[str, Any]:
+                   max_tiles: int = DEFAULT_MAX_TILES, decode_threads: int = 1) -> dict[str, Any]:
     """Images per second of ``detector`` on ``images`` (see the module), as a JSON-ready dict; an image larger
     than the detector's input is judged tile by tile, at most ``max_tiles`` of them (docs/tiles.md)."""
     say = progress or (lambda _: None)
@@ -94,7 +96,12 @@ def run_throughput(detector: Detector, images: Sequence[tuple[str, bytes]], *, b
     warm = [make_input(data, name=name) for name, data in images[:batch_size]]
     run_detector(detector, warm, max_tiles=max_tiles)
     say(f"timing {len(images)} images, batches of {batch_size}, on {device} ({precision})")
-    inputs, decode_s = _timed(lambda: [make_input(data, name=name) for name, data in images])
+    decoded, decode_s = _timed(lambda: decode_in_threads(lambda item: make_input(item[1], name=item[0]), images,
+                                                          decode_threads))
+    failed = [error for _, error in decoded if error]
+    if failed:
+        raise InvalidInputError(f"{len(failed)} of the images do not decode: {failed[0]}")
+    inputs = [item for item, _ in decoded]
     findings, detect_s = _timed(lambda: run_detector(detector, inputs, max_tiles=max_tiles))
     errors = [f.error for f in findings if f.error]
     if errors:
@@ -121,6 +128,7 @@ def run_throughput(detector: Detector, images: Sequence[tuple[str, bytes]], *, b
         },
         "seconds": {"decode": decode_s, "detector": detect_s},
         "max_tiles": max_tiles,
+        "decode_threads": decode_threads,
         "tiles_per_image": sum((f.evidence.get("tiles") or {}).get("analysed", 1) for f in findings) / n,
         "machine": {
             "cpus": os.cpu_count(), "torch_threads": _torch_threads(), "load_average": list(os.getloadavg()),

@@ -103,6 +103,9 @@ class JobsSection:
     #: A worker whose heartbeat (in the database) is older than this is lost: the tasks it was running are
     #: queued again by the other workers, whatever the broker (Redis would wait visibility_timeout).
     lost_worker_seconds: int = 30
+    #: Threads decoding a task's images of 128×128 pixels or more on average (Pillow releases the GIL while it
+    #: decodes; smaller ones decode faster on one); the order and the inputs are the same as with one.
+    decode_threads: int = 4
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,7 @@ _POSITIVE = {
         "batch_size",
     )
 } | {("tiles", "max_tiles"), ("jobs", "images_per_task"), ("jobs", "visibility_timeout"), ("jobs", "lost_worker_seconds"),
+     ("jobs", "decode_threads"),
      ("web", "max_upload_bytes")}
 
 

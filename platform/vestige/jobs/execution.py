@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from vestige.analysis.analyses import complete_if_finished, mark_started
-from vestige.analysis.detect import make_input, run_detector
+from vestige.analysis.detect import decode_in_threads, decode_threads_for, make_input, run_detector
 from vestige.analysis.verdicts import store_findings
-from vestige.core.errors import NotFoundError, VestigeError
+from vestige.core.errors import NotFoundError
 from vestige.core.logs import log_context
 from vestige.core.plugins import format_exception_line
 from vestige.core.workspace import Workspace
@@ -85,20 +85,18 @@ def _inputs(workspace: Workspace, task: AnalysisTask) -> tuple[list[ImageInput |
     with workspace.db.session() as session:
         rows = {image.id: image for image in session.execute(
             sa.select(Image).where(Image.id.in_(task.image_ids))).scalars()}
-    inputs: list[ImageInput | None] = []
-    errors: list[str | None] = []
-    for image_id in task.image_ids:
+
+    def decode(image_id: int) -> ImageInput:
         image = rows.get(image_id)
-        try:
-            if image is None:
-                raise NotFoundError(f"image {image_id} no longer exists")
-            inputs.append(make_input(workspace.store.get(image.blob_sha256), name=image.original_filename, limits=limits,
-                                     metadata=image.metadata_summary))
-            errors.append(None)
-        except VestigeError as exc:
-            inputs.append(None)
-            errors.append(str(exc))
-    return inputs, errors
+        if image is None:
+            raise NotFoundError(f"image {image_id} no longer exists")
+        return make_input(workspace.store.get(image.blob_sha256), name=image.original_filename, limits=limits,
+                          metadata=image.metadata_summary)
+
+    mean_pixels = sum(row.width * row.height for row in rows.values()) / max(1, len(rows))
+    threads = decode_threads_for(mean_pixels, workspace.config.jobs.decode_threads)
+    decoded = decode_in_threads(decode, list(task.image_ids), threads)
+    return [item for item, _ in decoded], [error for _, error in decoded]
 
 
 def _run(workspace: Workspace, task: AnalysisTask, detectors: DetectorSource) -> tuple[list[Finding], float]:
