@@ -19,3 +19,13 @@ def test_bench_web_measures_a_real_server(vestige, tmp_path):
     assert 0 < overall["p50_ms"] <= overall["p95_ms"] <= overall["p99_ms"] <= overall["max_ms"]
     spread = data["client_mean_ms"]
     assert 0 < spread["min"] <= spread["median"] <= spread["max"]
+
+
+def test_the_in_process_measurement_reports_cpu_per_request_of_both_endpoints():
+    from vestige_bench.web import run_in_process_benchmark
+
+    result = run_in_process_benchmark(blocks=1, requests=3)
+    assert result["benchmark"] == "web-in-process" and result["requests_per_block"] == 3
+    for endpoint in ("case_list", "image_json"):
+        row = result["cpu_ms_per_request"][endpoint]
+        assert 0 < row["min"] <= row["median"] <= row["max"]

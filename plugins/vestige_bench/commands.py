@@ -385,12 +385,14 @@ def bench_openworld(ctx: click.Context, dataset_path: Path, detectors: str, mode
 @click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(1, 600))
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 32),
               help="gunicorn worker processes (werkzeug's threaded server when gunicorn is not installed).")
+@click.option("--in-process", "in_process", is_flag=True,
+              help="Instead: CPU per request in this process (Flask's test client, no server), 8 blocks of 250.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("bench-results/web.json"), show_default=True)
-def bench_web(clients: int, seconds: float, workers: int, out: Path) -> None:
+def bench_web(clients: int, seconds: float, workers: int, in_process: bool, out: Path) -> None:
     """CLIENTS concurrent API clients on loopback for SECONDS against the case list and the image JSON."""
     from vestige_bench.benchmarks import write_result
-    from vestige_bench.web import run_web_benchmark
+    from vestige_bench.web import run_in_process_benchmark, run_web_benchmark
 
-    result = run_web_benchmark(clients=clients, seconds=seconds, workers=workers)
+    result = run_in_process_benchmark() if in_process else run_web_benchmark(clients=clients, seconds=seconds, workers=workers)
     write_result(out, result)
     echo_json(result)

@@ -172,6 +172,46 @@ def _stats(rows: list[tuple[str, float, bool]], seconds: float) -> dict[str, Any
     }
 
 
+def run_in_process_benchmark(blocks: int = 8, requests: int = 250) -> dict[str, Any]:
+    """CPU per request in this process, no server, no network: the two requests of the load benchmark through
+    Flask's test client on the same seeded workspace, ``time.process_time()`` around each; the median of
+    ``blocks`` blocks of ``requests`` (after one warm-up block) per endpoint, in ms. What profiling a change to
+    a page starts from: it does not move with the machine's load as the load benchmark does."""
+    from vestige.core.config import load_config
+    from vestige_bench.benchmarks import _machine
+    from vestige_web import create_app
+
+    with tempfile.TemporaryDirectory(prefix="vestige-bench-web-") as tmp:
+        folder = Path(tmp)
+        environ = {"VESTIGE_DATA_DIR": str(folder / "data"), "VESTIGE_WEB__SECRET_KEY": secrets.token_urlsafe(32),
+                   "VESTIGE_DATABASE__URL": ""}
+        token, image_ids = _seed(environ, folder)
+        app = create_app({"VESTIGE": load_config(environ=environ)})
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {token}"}
+        paths = {"case_list": lambda i: "/api/v1/cases", "image_json": lambda i: f"/api/v1/images/{image_ids[i % len(image_ids)]}"}
+        medians: dict[str, list[float]] = {name: [] for name in paths}
+        for block in range(blocks + 1):
+            for name, path in paths.items():
+                spent = []
+                for i in range(requests):
+                    began = time.process_time()
+                    response = client.get(path(i), headers=headers)
+                    spent.append(time.process_time() - began)
+                    if response.status_code != 200:
+                        raise RuntimeError(f"{path(i)} answered {response.status_code}")
+                if block:  # the first block warms caches up
+                    medians[name].append(sum(spent) / len(spent) * 1000)
+    return {
+        "benchmark": "web-in-process",
+        "blocks": blocks,
+        "requests_per_block": requests,
+        "cpu_ms_per_request": {name: {"median": round(_percentile(values, 0.5), 3), "min": round(min(values), 3),
+                                      "max": round(max(values), 3)} for name, values in medians.items()},
+        "machine": _machine(),
+    }
+
+
 def run_web_benchmark(clients: int = 50, seconds: float = 60.0, workers: int = 2) -> dict[str, Any]:
     """``clients`` concurrent API clients for ``seconds`` against a fresh server on loopback."""
     from vestige_bench.benchmarks import _machine
